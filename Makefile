@@ -1,0 +1,132 @@
+# mod_mailguard and dbmail_tap.  `make` builds build/mod_mailguard.so and
+# build/dbmail_tap; `make test` installs missing Debian packages (as root),
+# builds and runs every test.  See README.md.
+
+include apxs.mk
+
+B        ?= build
+SANITIZE ?=
+CC       ?= cc
+OPT      ?= -O2
+WARN     := -Wall -Wextra -Werror -Wshadow -Wconversion -Wno-sign-conversion \
+            -Wstrict-prototypes -Wmissing-prototypes -Wformat=2
+BASE_CFLAGS := -std=gnu11 -g $(OPT) -fPIC -D_GNU_SOURCE $(WARN) $(SANITIZE) \
+               -fno-strict-aliasing -I mod_mailguard/core -I $(B)/gen \
+               $(HIREDIS_CFLAGS) $(PCRE2_CFLAGS)
+LDFLAGS_ALL := $(SANITIZE)
+LIBS     := $(HIREDIS_LIBS) $(PCRE2_LIBS) -lpthread -lm
+
+CORE_SRC := $(sort $(wildcard mod_mailguard/core/*.c))
+LUA_SRC  := $(sort $(wildcard mod_mailguard/core/lua/*.lua))
+MOD_SRC  := $(sort $(wildcard mod_mailguard/*.c))
+TAP_SRC  := $(filter-out dbmail_tap/tap_main.c,$(sort $(wildcard dbmail_tap/*.c)))
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+
+CORE_OBJ := $(patsubst %.c,$(B)/obj/%.o,$(CORE_SRC)) $(B)/obj/gen/mg_lua.o
+MOD_OBJ  := $(patsubst %.c,$(B)/obj/%.o,$(MOD_SRC))
+TAP_OBJ  := $(patsubst %.c,$(B)/obj/%.o,$(TAP_SRC))
+UNIT_BIN := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
+
+PYTEST   ?= /usr/bin/python3 -m pytest
+
+.PHONY: all deps test unit integration asan-test demo bench fuzz install uninstall clean format
+.DELETE_ON_ERROR:
+
+all: $(B)/mod_mailguard.so $(B)/dbmail_tap
+
+deps:
+	@sh build/deps.sh
+
+# ---- generated: the Lua scripts as C strings (single source of truth) ----
+$(B)/gen/mg_lua.c $(B)/gen/mg_lua.h: build/embed_lua.sh $(LUA_SRC)
+	@mkdir -p $(B)/gen
+	sh build/embed_lua.sh $(B)/gen $(LUA_SRC)
+
+$(B)/obj/gen/mg_lua.o: $(B)/gen/mg_lua.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -c -o $@ $<
+
+$(CORE_OBJ) $(TAP_OBJ): | $(B)/gen/mg_lua.h
+
+# ---- the core: no httpd headers, shared by the module and the tap ----
+$(B)/obj/mod_mailguard/core/%.o: mod_mailguard/core/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(B)/libmgcore.a: $(CORE_OBJ)
+	rm -f $@
+	ar rcs $@ $^
+
+# ---- the module: thin httpd glue ----
+$(B)/obj/mod_mailguard/%.o: mod_mailguard/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(HTTPD_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(B)/mod_mailguard.so: $(MOD_OBJ) $(B)/libmgcore.a
+	$(CC) -shared $(LDFLAGS_ALL) -o $@ $(MOD_OBJ) $(B)/libmgcore.a $(LIBS)
+
+# ---- dbmail_tap ----
+$(B)/obj/dbmail_tap/%.o: dbmail_tap/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(B)/libtap.a: $(TAP_OBJ)
+	rm -f $@
+	ar rcs $@ $^
+
+$(B)/dbmail_tap: $(B)/obj/dbmail_tap/tap_main.o $(B)/libtap.a $(B)/libmgcore.a
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+
+# ---- unit tests (Check): one binary per file, pure logic ----
+$(B)/tests/%: tests/unit/%.c tests/unit/mg_test.h $(B)/libtap.a $(B)/libmgcore.a
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -Wno-conversion $(CHECK_CFLAGS) -I dbmail_tap -I tests/unit \
+	    -o $@ $< $(B)/libtap.a $(B)/libmgcore.a $(LIBS) $(CHECK_LIBS) $(LDFLAGS_ALL)
+
+-include $(shell find $(B)/obj -name '*.d' 2>/dev/null)
+
+# ---- tests ----
+test: deps
+	$(MAKE) all unit-bins
+	sh build/run_unit.sh $(B)
+	$(MAKE) integration
+
+unit-bins: $(UNIT_BIN)
+
+unit: all unit-bins
+	sh build/run_unit.sh $(B)
+
+integration: all
+	MG_BUILD=$(abspath $(B)) $(PYTEST) -q -p no:cacheprovider tests/integration
+
+# Unit tests under AddressSanitizer + UBSan, in a build tree of their own.
+asan-test: deps
+	$(MAKE) B=build/asan OPT=-O1 \
+	    SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
+	    all unit-bins
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 sh build/run_unit.sh build/asan
+
+demo: deps all
+	sh build/demo.sh $(B)
+
+bench: all
+	sh build/deps.sh --extra
+	sh tests/bench/run.sh $(B)
+
+fuzz:
+	sh build/deps.sh --extra
+	sh tests/fuzz/run.sh
+
+install: all
+	sh build/install.sh install $(B)
+
+uninstall:
+	sh build/install.sh uninstall $(B)
+
+format:
+	clang-format -i $(CORE_SRC) $(MOD_SRC) $(wildcard dbmail_tap/*.c) \
+	    $(wildcard mod_mailguard/*.h mod_mailguard/core/*.h dbmail_tap/*.h)
+
+clean:
+	rm -rf build/asan build/obj build/gen build/tests build/fuzz \
+	    build/*.a build/mod_mailguard.so build/dbmail_tap

@@ -1,0 +1,40 @@
+#!/bin/sh
+# Installs the Debian packages that build, tests and demo need.
+# Idempotent: does nothing when everything is present.  Not root and
+# something missing: prints the exact apt-get line and fails, so a
+# developer knows what to run instead of meeting a confusing build error.
+set -eu
+
+pkgs="apache2 apache2-dev libapr1-dev libaprutil1-dev libpcre2-dev
+libhiredis-dev redis-server redis-tools check pkg-config python3-pytest
+curl libapache2-mod-php nftables iproute2 gcc make"
+if [ "${1:-}" = "--extra" ]; then
+    # Benchmarks and fuzzing only: not needed by `make test`.
+    pkgs="$pkgs wrk valgrind clang libclang-rt-14-dev fail2ban"
+fi
+
+missing=""
+for p in $pkgs; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+        missing="$missing $p"
+    fi
+done
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "deps.sh: missing packages:$missing" >&2
+    echo "run as root: apt-get install -y --no-install-recommends$missing" >&2
+    exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q >/dev/null
+# policy-rc.d keeps the packages' own services (apache2, redis-server)
+# from starting system-wide: tests start their own on private ports.
+prc=/usr/sbin/policy-rc.d
+if [ ! -e "$prc" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$prc"
+    chmod 755 "$prc"
+    trap 'rm -f "$prc"' EXIT
+fi
+apt-get install -y -q --no-install-recommends $missing >/dev/null

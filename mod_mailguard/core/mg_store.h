@@ -1,0 +1,118 @@
+/*
+ * The Redis store: the one place that speaks to Redis (hiredis 0.14 API
+ * only).  Every read-modify-write is a Lua script from core/lua/, embedded
+ * at build time, loaded once per connection and called with EVALSHA (EVAL
+ * fallback on NOSCRIPT); every argument goes through redisCommandArgv and
+ * every address through mg_addr_format() first.
+ *
+ * A store is one connection, not thread-safe: the module keeps a small
+ * per-process pool of them, dbmail_tap one per thread.  No socket is
+ * opened until the first call.  On any I/O error the connection is dropped
+ * and the call fails; the next call reconnects (at most once per call), so
+ * a restarted Redis with an empty script cache works without help.
+ *
+ * Keys (prefix P, default "mailguard:"):
+ *   P bans              zset   member = canonical address, score = expiry (Unix s, +inf)
+ *   P events            pubsub "ban <addr> <expiry> <jail>" / "unban <addr>"
+ *   P fail:<jail>:<addr> zset  the failure window (score = time in ms)
+ *   P history:<addr>    hash   {count, last}: ban history for escalation
+ */
+#ifndef MG_STORE_H
+#define MG_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "mg_addr.h"
+#include "mg_policy.h"
+
+#define MG_STORE_DEFAULT_URL "redis://127.0.0.1:6379"
+#define MG_STORE_DEFAULT_PREFIX "mailguard:"
+#define MG_STORE_ERRLEN 256
+
+/* A parsed Redis URL:
+ *   redis://[[user]:password@]host[:port][/db]   (host may be [v6])
+ *   unix:/path/to/socket[?db=N]
+ * Percent-escapes (%40 ...) are decoded in user and password. */
+typedef struct mg_store_url {
+    char host[256];         /* empty for unix sockets */
+    int port;               /* 6379 */
+    char path[108];         /* unix socket path, empty for TCP */
+    char user[128];         /* ACL user, may be empty */
+    char password[256];     /* may be empty; never printed */
+    int db;                 /* 0 */
+} mg_store_url_t;
+
+/* -1 with a reason (which never contains the password) on a bad URL. */
+int mg_store_url_parse(const char *url, mg_store_url_t *out, const char **why);
+/* The URL with the password replaced by "***", for logs. */
+void mg_store_url_redacted(const mg_store_url_t *u, char *buf, size_t size);
+
+typedef struct mg_store_cfg {
+    mg_store_url_t url;
+    const char *prefix;          /* copied */
+    int connect_timeout_ms;      /* default 200 */
+    int command_timeout_ms;      /* default 200 */
+} mg_store_cfg_t;
+
+typedef struct mg_store mg_store_t;
+
+mg_store_t *mg_store_new(const mg_store_cfg_t *cfg);
+void mg_store_free(mg_store_t *st);
+/* Last error text (never contains secrets). */
+const char *mg_store_error(const mg_store_t *st);
+/* 1 while a connection is open (after a successful call). */
+int mg_store_connected(const mg_store_t *st);
+/* Connect (if needed) and PING; 0 on success. */
+int mg_store_ping(mg_store_t *st);
+
+/* All calls: 0 on success, -1 on a Redis or I/O error (mg_store_error()). */
+
+/* The record_failure script; now in milliseconds. */
+int mg_store_record_failure(mg_store_t *st, const char *jail, const mg_addr_t *key,
+                            int64_t now_ms, const mg_policy_t *pol,
+                            mg_record_result_t *res);
+
+/* Ban key until expiry (Unix s, MG_EXPIRY_NEVER = +inf); keeps a later
+ * existing expiry; publishes "ban".  jail may be "manual". */
+int mg_store_ban(mg_store_t *st, const mg_addr_t *key, int64_t expiry, const char *jail);
+/* Remove a ban (and its failure history is left alone); publishes "unban".
+ * *removed = 1 when it was there. */
+int mg_store_unban(mg_store_t *st, const mg_addr_t *key, int *removed);
+/* Remove every ban, publishing one "unban" each; *count removed. */
+int mg_store_unban_all(mg_store_t *st, unsigned *count);
+
+/* Live bans (expiry > now, seconds); prunes expired members.  fn is called
+ * for each; members that do not parse as addresses are skipped (counted in
+ * *skipped when not NULL) and never returned. */
+typedef int (*mg_store_ban_fn)(void *baton, const mg_addr_t *key, int64_t expiry);
+int mg_store_list(mg_store_t *st, int64_t now, mg_store_ban_fn fn, void *baton,
+                  unsigned *skipped);
+
+/* *banned = 1 and *expiry when key itself is a live member. */
+int mg_store_is_banned(mg_store_t *st, const mg_addr_t *key, int64_t now,
+                       int *banned, int64_t *expiry);
+
+/* History count of key (0 when none): for tests and `dbmail_tap bans`. */
+int mg_store_history(mg_store_t *st, const mg_addr_t *key, unsigned *count);
+
+/*
+ * Subscriber side: a second connection in SUBSCRIBE mode on P events.
+ * mg_store_subscribe() connects and subscribes (blocking, connect timeout);
+ * mg_store_next_event() waits up to timeout_ms for one message and parses
+ * it.  Returns 1 with *ev filled, 0 on timeout, -1 on error (resubscribe).
+ */
+typedef struct mg_store_event {
+    int is_ban;             /* 1 ban, 0 unban */
+    mg_addr_t key;
+    int64_t expiry;         /* for ban */
+    char jail[48];
+} mg_store_event_t;
+
+int mg_store_subscribe(mg_store_t *st);
+int mg_store_next_event(mg_store_t *st, int timeout_ms, mg_store_event_t *ev);
+
+/* Parse one events message (exposed for unit tests and fuzzing).
+ * -1 for anything malformed, including an address that does not parse. */
+int mg_store_parse_event(const char *msg, size_t len, mg_store_event_t *ev);
+
+#endif
