@@ -1,0 +1,17 @@
+/*
+ * dbmail_tap's subcommands.  tap_main.c dispatches on argv[1]; each command
+ * parses its own options (argv[0] is the command name) and returns the
+ * process exit status: 0 success, 1 failure at run time, 2 usage errors.
+ */
+#ifndef TAP_CMD_H
+#define TAP_CMD_H
+
+#define TAP_DEFAULT_CONFIG "/etc/mailguard/dbmail_tap.conf"
+
+int tap_cmd_run(int argc, char **argv);   /* the daemon */
+int tap_cmd_test(int argc, char **argv);  /* fail2ban-regex-like matcher test */
+int tap_cmd_bans(int argc, char **argv);  /* list live bans */
+int tap_cmd_ban(int argc, char **argv);
+int tap_cmd_unban(int argc, char **argv);
+
+#endif
