@@ -5,6 +5,7 @@
 #ifndef MG_POLICY_H
 #define MG_POLICY_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* Longest accepted duration: 100 years.  Anything longer is a typo. */

@@ -1,0 +1,576 @@
+/*
+ * Client addresses, prefixes and CIDR sets (see mg_addr.h).
+ *
+ * Parsing is delegated to inet_pton() so that exactly the forms the C
+ * library accepts are accepted; formatting is done here so that the text
+ * written to Redis is RFC 5952 canonical whatever the C library prints.
+ */
+#include "mg_addr.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Longest accepted input: a full IPv6 address in mixed notation (45
+ * characters) plus a "%zone" of up to 16 characters, plus "/128". */
+#define MG_ADDR_INPUT_MAX 70
+
+static const uint8_t mg_v4mapped_prefix[12] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff
+};
+
+int mg_addr_is_v4(const mg_addr_t *a)
+{
+    return a->plen >= 96 && memcmp(a->a, mg_v4mapped_prefix, 12) == 0;
+}
+
+unsigned mg_addr_family_plen(const mg_addr_t *a)
+{
+    return mg_addr_is_v4(a) ? (unsigned)a->plen - 96u : (unsigned)a->plen;
+}
+
+/* Keep the first plen bits (128-bit space) and zero the rest. */
+static void mg_mask_bits(uint8_t *a, unsigned plen)
+{
+    unsigned i;
+
+    if (plen >= 128) {
+        return;
+    }
+    i = plen / 8;
+    if (plen % 8) {
+        a[i] &= (uint8_t)(0xffu << (8 - plen % 8));
+        i++;
+    }
+    for (; i < 16; i++) {
+        a[i] = 0;
+    }
+}
+
+/*
+ * The parser proper, on a NUL-terminated copy it may modify.  "buf" holds
+ * no prefix: the callers split it off first.
+ */
+static int mg_parse_host(char *buf, mg_addr_t *out, const char **why)
+{
+    char *pct;
+    struct in_addr v4;
+
+    if (buf[0] == '\0') {
+        *why = "empty";
+        return -1;
+    }
+    if (buf[0] == '[' || strchr(buf, ']')) {
+        *why = "brackets are not allowed around an address";
+        return -1;
+    }
+    pct = strchr(buf, '%');
+    if (pct) {
+        const char *z;
+
+        /* A zone names an interface of this host: meaningless for a ban
+         * or a counter, so it is dropped, but it must look like one. */
+        *pct = '\0';
+        if (!strchr(buf, ':')) {
+            *why = "a zone (%...) is only allowed on IPv6 addresses";
+            return -1;
+        }
+        if (pct[1] == '\0') {
+            *why = "empty zone after %";
+            return -1;
+        }
+        for (z = pct + 1; *z; z++) {
+            if (*z <= ' ' || *z > '~' || *z == '%' || *z == '/') {
+                *why = "bad character in the zone";
+                return -1;
+            }
+        }
+    }
+    if (strchr(buf, ':')) {
+        if (inet_pton(AF_INET6, buf, out->a) != 1) {
+            *why = "not an IPv4 or IPv6 address";
+            return -1;
+        }
+    }
+    else {
+        if (inet_pton(AF_INET, buf, &v4) != 1) {
+            *why = "not an IPv4 or IPv6 address";
+            return -1;
+        }
+        memcpy(out->a, mg_v4mapped_prefix, 12);
+        memcpy(out->a + 12, &v4.s_addr, 4);
+    }
+    out->plen = 128;
+    return 0;
+}
+
+/* Copy a counted string into buf (size MG_ADDR_INPUT_MAX + 1) with the
+ * checks that need the length: never reads beyond s[len - 1]. */
+static int mg_copy_input(const char *s, size_t len, char *buf, const char **why)
+{
+    if (s == NULL || len == 0) {
+        *why = "empty";
+        return -1;
+    }
+    if (len > MG_ADDR_INPUT_MAX) {
+        *why = "too long";
+        return -1;
+    }
+    if (memchr(s, '\0', len)) {
+        *why = "embedded NUL character";
+        return -1;
+    }
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    return 0;
+}
+
+int mg_addr_parse_n(const char *s, size_t len, mg_addr_t *out, const char **why)
+{
+    char buf[MG_ADDR_INPUT_MAX + 1];
+    const char *dummy;
+    mg_addr_t tmp;
+
+    if (why == NULL) {
+        why = &dummy;
+    }
+    if (mg_copy_input(s, len, buf, why) < 0) {
+        return -1;
+    }
+    if (strchr(buf, '/')) {
+        *why = "a prefix length is not allowed here";
+        return -1;
+    }
+    if (mg_parse_host(buf, &tmp, why) < 0) {
+        return -1;
+    }
+    *out = tmp;
+    return 0;
+}
+
+int mg_addr_parse(const char *s, mg_addr_t *out, const char **why)
+{
+    const char *dummy;
+    size_t len;
+
+    if (why == NULL) {
+        why = &dummy;
+    }
+    if (s == NULL) {
+        *why = "empty";
+        return -1;
+    }
+    /* Bounded scan: a huge string is refused without reading all of it. */
+    len = strnlen(s, MG_ADDR_INPUT_MAX + 1);
+    return mg_addr_parse_n(s, len, out, why);
+}
+
+int mg_cidr_parse(const char *s, mg_addr_t *out, const char **why)
+{
+    char buf[MG_ADDR_INPUT_MAX + 1];
+    const char *dummy;
+    char *slash;
+    mg_addr_t tmp;
+    unsigned long plen;
+    unsigned width;
+
+    if (why == NULL) {
+        why = &dummy;
+    }
+    if (s == NULL) {
+        *why = "empty";
+        return -1;
+    }
+    if (mg_copy_input(s, strnlen(s, MG_ADDR_INPUT_MAX + 1), buf, why) < 0) {
+        return -1;
+    }
+    slash = strchr(buf, '/');
+    if (slash) {
+        *slash = '\0';
+    }
+    if (mg_parse_host(buf, &tmp, why) < 0) {
+        return -1;
+    }
+    if (!slash) {
+        *out = tmp;
+        return 0;
+    }
+
+    {
+        const char *p = slash + 1;
+        size_t n = 0;
+
+        plen = 0;
+        for (; *p >= '0' && *p <= '9'; p++, n++) {
+            if (n >= 3) {
+                *why = "prefix length out of range";
+                return -1;
+            }
+            plen = plen * 10 + (unsigned long)(*p - '0');
+        }
+        if (n == 0) {
+            *why = "missing prefix length after /";
+            return -1;
+        }
+        if (*p != '\0') {
+            *why = "prefix length is not a decimal number";
+            return -1;
+        }
+        if (n > 1 && slash[1] == '0') {
+            *why = "prefix length has a leading zero";
+            return -1;
+        }
+    }
+
+    /* A prefix written on a mapped address ("::ffff:10.0.0.0/104") is
+     * counted in the IPv6 space; one written on a dotted quad in IPv4's. */
+    width = strchr(buf, ':') ? 128u : 32u;
+    if (plen > width) {
+        *why = width == 32 ? "IPv4 prefix length above 32" : "IPv6 prefix length above 128";
+        return -1;
+    }
+    if (width == 32) {
+        plen += 96;
+    }
+    if (plen == 0 || (mg_addr_is_v4(&tmp) && plen == 96)) {
+        *why = "a /0 prefix would match every address";
+        return -1;
+    }
+    mg_mask_bits(tmp.a, (unsigned)plen);
+    tmp.plen = (uint8_t)plen;
+    *out = tmp;
+    return 0;
+}
+
+void mg_addr_mask(mg_addr_t *a, unsigned fplen)
+{
+    unsigned plen;
+
+    if (mg_addr_is_v4(a)) {
+        plen = 96u + (fplen > 32 ? 32u : fplen);
+    }
+    else {
+        plen = fplen > 128 ? 128u : fplen;
+    }
+    mg_mask_bits(a->a, plen);
+    a->plen = (uint8_t)plen;
+}
+
+void mg_addr_ban_key(const mg_addr_t *client, unsigned v6prefix, mg_addr_t *out)
+{
+    unsigned want;
+
+    *out = *client;
+    if (mg_addr_is_v4(client)) {
+        return;
+    }
+    /* 0 or anything out of range would widen a ban beyond what was
+     * configured: fall back to the host, which can never lock out others. */
+    want = (v6prefix == 0 || v6prefix > 128) ? 128u : v6prefix;
+    if (want < out->plen) {
+        mg_addr_mask(out, want);
+    }
+}
+
+/* RFC 5952 text of the eight groups into p; returns the length. */
+static size_t mg_format_v6(const uint8_t *a, char *p)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned g[8];
+    int best = -1, bestlen = 0, i;
+    char *start = p;
+
+    for (i = 0; i < 8; i++) {
+        g[i] = ((unsigned)a[2 * i] << 8) | a[2 * i + 1];
+    }
+    /* Longest run of zero groups, leftmost on a tie; a lone zero group is
+     * never compressed (RFC 5952 4.2.2). */
+    for (i = 0; i < 8;) {
+        int j = i;
+
+        while (j < 8 && g[j] == 0) {
+            j++;
+        }
+        if (j - i > bestlen) {
+            best = i;
+            bestlen = j - i;
+        }
+        i = j > i ? j : i + 1;
+    }
+    if (bestlen < 2) {
+        best = -1;
+        bestlen = 0;
+    }
+    for (i = 0; i < 8; i++) {
+        if (i == best) {
+            *p++ = ':';
+            *p++ = ':';
+            i += bestlen - 1;
+            continue;
+        }
+        if (i > 0 && i != best + bestlen) {
+            *p++ = ':';
+        }
+        {
+            int shift, started = 0;
+
+            for (shift = 12; shift >= 0; shift -= 4) {
+                unsigned nib = (g[i] >> shift) & 0xf;
+
+                if (nib || started || shift == 0) {
+                    *p++ = hex[nib];
+                    started = 1;
+                }
+            }
+        }
+    }
+    *p = '\0';
+    return (size_t)(p - start);
+}
+
+size_t mg_addr_format(const mg_addr_t *a, char *buf, size_t size)
+{
+    char tmp[MG_ADDR_STRLEN];
+    size_t n;
+    unsigned fplen = mg_addr_family_plen(a);
+
+    if (mg_addr_is_v4(a)) {
+        n = (size_t)snprintf(tmp, sizeof(tmp), "%u.%u.%u.%u",
+                             a->a[12], a->a[13], a->a[14], a->a[15]);
+        if (fplen < 32) {
+            n += (size_t)snprintf(tmp + n, sizeof(tmp) - n, "/%u", fplen);
+        }
+    }
+    else {
+        n = mg_format_v6(a->a, tmp);
+        if (fplen < 128) {
+            n += (size_t)snprintf(tmp + n, sizeof(tmp) - n, "/%u", fplen);
+        }
+    }
+    /* snprintf-like: the full length is returned, the copy is truncated. */
+    if (size > 0) {
+        size_t c = n < size - 1 ? n : size - 1;
+
+        memcpy(buf, tmp, c);
+        buf[c] = '\0';
+    }
+    return n;
+}
+
+int mg_addr_in(const mg_addr_t *a, const mg_addr_t *net)
+{
+    unsigned full, rem;
+
+    if (a->plen < net->plen) {
+        return 0;
+    }
+    full = net->plen / 8u;
+    rem = net->plen % 8u;
+    if (memcmp(a->a, net->a, full) != 0) {
+        return 0;
+    }
+    if (rem) {
+        uint8_t m = (uint8_t)(0xffu << (8 - rem));
+
+        return (a->a[full] & m) == (net->a[full] & m);
+    }
+    return 1;
+}
+
+int mg_addr_equal(const mg_addr_t *x, const mg_addr_t *y)
+{
+    return x->plen == y->plen && memcmp(x->a, y->a, 16) == 0;
+}
+
+/* ---- CIDR sets ---- */
+
+/* All entries of one prefix length, sorted by memcmp order of the masked
+ * address, so membership for that length is one binary search. */
+typedef struct mg_cidr_group {
+    uint8_t plen;
+    size_t n, cap;
+    uint8_t (*keys)[16];
+} mg_cidr_group_t;
+
+struct mg_cidrset {
+    size_t ngroups;
+    size_t total;
+    /* Longest prefix first: a host match is the most likely hit. */
+    mg_cidr_group_t groups[128];
+};
+
+mg_cidrset_t *mg_cidrset_new(void)
+{
+    return calloc(1, sizeof(mg_cidrset_t));
+}
+
+void mg_cidrset_free(mg_cidrset_t *set)
+{
+    size_t i;
+
+    if (!set) {
+        return;
+    }
+    for (i = 0; i < set->ngroups; i++) {
+        free(set->groups[i].keys);
+    }
+    free(set);
+}
+
+/* Index of key in g, or -(insertion point) - 1. */
+static long mg_group_find(const mg_cidr_group_t *g, const uint8_t *key)
+{
+    size_t lo = 0, hi = g->n;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = memcmp(g->keys[mid], key, 16);
+
+        if (c == 0) {
+            return (long)mid;
+        }
+        if (c < 0) {
+            lo = mid + 1;
+        }
+        else {
+            hi = mid;
+        }
+    }
+    return -(long)lo - 1;
+}
+
+int mg_cidrset_add_addr(mg_cidrset_t *set, const mg_addr_t *net)
+{
+    mg_addr_t k;
+    mg_cidr_group_t *g = NULL;
+    size_t i;
+    long pos;
+
+    if (!set || net->plen == 0 || net->plen > 128) {
+        return -1;
+    }
+    k = *net;
+    mg_mask_bits(k.a, k.plen);
+
+    for (i = 0; i < set->ngroups && set->groups[i].plen >= k.plen; i++) {
+        if (set->groups[i].plen == k.plen) {
+            g = &set->groups[i];
+            break;
+        }
+    }
+    if (!g) {
+        /* New length: insert keeping the groups ordered longest first. */
+        memmove(&set->groups[i + 1], &set->groups[i],
+                (set->ngroups - i) * sizeof(set->groups[0]));
+        g = &set->groups[i];
+        memset(g, 0, sizeof(*g));
+        g->plen = k.plen;
+        set->ngroups++;
+    }
+    pos = mg_group_find(g, k.a);
+    if (pos >= 0) {
+        return 0;
+    }
+    if (g->n == g->cap) {
+        size_t ncap = g->cap ? g->cap * 2 : 8;
+        void *nk = realloc(g->keys, ncap * sizeof(g->keys[0]));
+
+        if (!nk) {
+            if (g->n == 0) {
+                /* Leave no empty group behind: the set is unchanged. */
+                memmove(g, g + 1, (set->ngroups - (size_t)(g - set->groups) - 1)
+                        * sizeof(*g));
+                set->ngroups--;
+            }
+            return -1;
+        }
+        g->keys = nk;
+        g->cap = ncap;
+    }
+    pos = -pos - 1;
+    memmove(&g->keys[pos + 1], &g->keys[pos], (g->n - (size_t)pos) * sizeof(g->keys[0]));
+    memcpy(g->keys[pos], k.a, 16);
+    g->n++;
+    set->total++;
+    return 0;
+}
+
+int mg_cidrset_add(mg_cidrset_t *set, const char *text, const char **why)
+{
+    mg_addr_t net;
+    const char *dummy;
+
+    if (why == NULL) {
+        why = &dummy;
+    }
+    if (!set) {
+        *why = "no set";
+        return -1;
+    }
+    if (mg_cidr_parse(text, &net, why) < 0) {
+        return -1;
+    }
+    if (mg_cidrset_add_addr(set, &net) < 0) {
+        *why = "out of memory";
+        return -1;
+    }
+    return 0;
+}
+
+int mg_cidrset_add_all(mg_cidrset_t *set, const mg_cidrset_t *other)
+{
+    size_t i, j;
+
+    if (!other) {
+        return 0;
+    }
+    if (!set) {
+        return -1;
+    }
+    if (set == other) {
+        return 0;
+    }
+    for (i = 0; i < other->ngroups; i++) {
+        const mg_cidr_group_t *g = &other->groups[i];
+
+        for (j = 0; j < g->n; j++) {
+            mg_addr_t k;
+
+            memcpy(k.a, g->keys[j], 16);
+            k.plen = g->plen;
+            if (mg_cidrset_add_addr(set, &k) < 0) {
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+int mg_cidrset_contains(const mg_cidrset_t *set, const mg_addr_t *a)
+{
+    size_t i;
+
+    if (!set) {
+        return 0;
+    }
+    for (i = 0; i < set->ngroups; i++) {
+        const mg_cidr_group_t *g = &set->groups[i];
+        uint8_t k[16];
+
+        if (g->plen > a->plen) {
+            continue;
+        }
+        memcpy(k, a->a, 16);
+        mg_mask_bits(k, g->plen);
+        if (mg_group_find(g, k) >= 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+size_t mg_cidrset_count(const mg_cidrset_t *set)
+{
+    return set ? set->total : 0;
+}
