@@ -6,7 +6,7 @@ set -eu
 out=$1; shift
 h=$out/mg_lua.h.tmp; c=$out/mg_lua.c.tmp
 {
-    echo "/* Generated from mod_mailguard/core/lua/*.lua by build/embed_lua.sh. */"
+    echo "/* Generated from the scripts in mod_mailguard/core/lua/ by build/embed_lua.sh. */"
     echo "#ifndef MG_LUA_H"
     echo "#define MG_LUA_H"
 } >"$h"

@@ -67,10 +67,28 @@ int mg_store_ping(mg_store_t *st);
 
 /* All calls: 0 on success, -1 on a Redis or I/O error (mg_store_error()). */
 
-/* The record_failure script; now in milliseconds. */
+/* The record_failure script; now in milliseconds.  res->bans is filled
+ * when this failure banned (0 otherwise).  Reaching maxretry while the
+ * address already holds a live ban makes no new ban and no history entry
+ * (those failures were in flight when the ban was made); the window is
+ * cleared all the same.  The jail name must be 1-47 printable characters
+ * without spaces (it travels in event messages). */
 int mg_store_record_failure(mg_store_t *st, const char *jail, const mg_addr_t *key,
                             int64_t now_ms, const mg_policy_t *pol,
                             mg_record_result_t *res);
+
+/*
+ * The same for n failures of one jail at once (dbmail_tap's ingest): pair i
+ * is keys[i] at now_ms[i], recorded in order exactly as n calls of
+ * mg_store_record_failure would, res[i] (res may be NULL) its result.  The
+ * pairs go 256 per script call, several calls per round trip.  *done (may
+ * be NULL) is the number of leading pairs confirmed recorded, n on success;
+ * after a failure pairs from *done on were not confirmed, and those of a
+ * call in flight when the connection failed may have been recorded.
+ */
+int mg_store_record_failures(mg_store_t *st, const char *jail, const mg_policy_t *pol,
+                             size_t n, const mg_addr_t *keys, const int64_t *now_ms,
+                             mg_record_result_t *res, size_t *done);
 
 /* Ban key until expiry (Unix s, MG_EXPIRY_NEVER = +inf); keeps a later
  * existing expiry; publishes "ban".  jail may be "manual". */
@@ -83,7 +101,8 @@ int mg_store_unban_all(mg_store_t *st, unsigned *count);
 
 /* Live bans (expiry > now, seconds); prunes expired members.  fn is called
  * for each; members that do not parse as addresses are skipped (counted in
- * *skipped when not NULL) and never returned. */
+ * *skipped when not NULL) and never returned.  fn returning non-zero stops
+ * the walk and the call returns -1 ("stopped by the caller"). */
 typedef int (*mg_store_ban_fn)(void *baton, const mg_addr_t *key, int64_t expiry);
 int mg_store_list(mg_store_t *st, int64_t now, mg_store_ban_fn fn, void *baton,
                   unsigned *skipped);
@@ -100,6 +119,8 @@ int mg_store_history(mg_store_t *st, const mg_addr_t *key, unsigned *count);
  * mg_store_subscribe() connects and subscribes (blocking, connect timeout);
  * mg_store_next_event() waits up to timeout_ms for one message and parses
  * it.  Returns 1 with *ev filled, 0 on timeout, -1 on error (resubscribe).
+ * Malformed messages are skipped (and counted), never returned; a timeout
+ * leaves the subscription intact, so no message is lost between calls.
  */
 typedef struct mg_store_event {
     int is_ban;             /* 1 ban, 0 unban */

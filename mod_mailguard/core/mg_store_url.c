@@ -1,0 +1,363 @@
+/*
+ * Redis URL parsing and redacted printing.
+ *
+ *   redis://[[user]:password@]host[:port][/db]     host may be [IPv6]
+ *   unix:/path/to/socket[?db=N][&user=U][&password=P]
+ *
+ * Every refusal names what is wrong with a static reason; no reason ever
+ * quotes the input, so a password can never leak into a log through it.
+ */
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "mg_store.h"
+
+/* Highest database index accepted; Redis's own limit is its "databases"
+ * setting (16 by default), checked by SELECT at connect time. */
+#define MG_STORE_DB_MAX 65535
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decode s[0..len) into out (size bytes, NUL-terminated).  A bad
+ * escape, an escape for NUL and an output that does not fit are refused. */
+static int pct_decode(const char *s, size_t len, char *out, size_t size)
+{
+    size_t o = 0;
+
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (c == '%') {
+            int hi, lo;
+            if (i + 2 >= len)
+                return -1;
+            hi = hexval(s[i + 1]);
+            lo = hexval(s[i + 2]);
+            if (hi < 0 || lo < 0)
+                return -1;
+            c = (char)(hi * 16 + lo);
+            if (c == '\0')
+                return -1;
+            i += 2;
+        }
+        if (o + 1 >= size)
+            return -2;
+        out[o++] = c;
+    }
+    out[o] = '\0';
+    return 0;
+}
+
+/* Strict decimal in [min,max] from s[0..len). */
+static int parse_num(const char *s, size_t len, long min, long max, long *out)
+{
+    long v = 0;
+
+    if (len == 0 || len > 10)
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    if (v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int host_char_ok(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+        || c == '.' || c == '-' || c == '_';
+}
+
+/* A user name is printed in logs: no control characters once decoded. */
+static int decode_user(const char *s, size_t len, char *out, size_t size, const char **why)
+{
+    int rc = pct_decode(s, len, out, size);
+
+    if (rc != 0) {
+        *why = rc == -2 ? "user name too long" : "bad percent-escape in the user name";
+        return -1;
+    }
+    for (const char *p = out; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+            *why = "control character in the user name";
+            return -1;
+        }
+    return 0;
+}
+
+static int parse_userinfo(const char *s, size_t len, mg_store_url_t *out, const char **why)
+{
+    const char *colon = memchr(s, ':', len);
+    size_t ulen, plen;
+    int rc;
+
+    if (colon == NULL) {
+        *why = "a user needs a password (user:password@)";
+        return -1;
+    }
+    ulen = (size_t)(colon - s);
+    plen = len - ulen - 1;
+    if (plen == 0) {
+        *why = "empty password";
+        return -1;
+    }
+    rc = decode_user(s, ulen, out->user, sizeof(out->user), why);
+    if (rc != 0)
+        return -1;
+    rc = pct_decode(colon + 1, plen, out->password, sizeof(out->password));
+    if (rc != 0) {
+        *why = rc == -2 ? "password too long" : "bad percent-escape in the password";
+        return -1;
+    }
+    return 0;
+}
+
+static int parse_tcp(const char *s, mg_store_url_t *out, const char **why)
+{
+    const char *end = s + strlen(s);
+    const char *at, *slash, *hp, *hend, *p;
+    size_t hlen;
+    long v;
+
+    if (strpbrk(s, "?#") != NULL) {
+        *why = "query or fragment not supported in a redis:// URL";
+        return -1;
+    }
+    slash = strchr(s, '/');
+    if (slash == NULL)
+        slash = end;
+    /* The password may contain '@' only percent-encoded, so the last '@'
+     * before the path ends the user information. */
+    at = NULL;
+    for (p = s; p < slash; p++)
+        if (*p == '@')
+            at = p;
+    if (at != NULL) {
+        if (parse_userinfo(s, (size_t)(at - s), out, why) != 0)
+            return -1;
+        hp = at + 1;
+    }
+    else {
+        hp = s;
+    }
+
+    /* host */
+    if (hp < slash && *hp == '[') {
+        char v6[INET6_ADDRSTRLEN];
+        unsigned char buf[16];
+        const char *rb = memchr(hp, ']', (size_t)(slash - hp));
+        if (rb == NULL) {
+            *why = "unterminated [IPv6] host";
+            return -1;
+        }
+        hlen = (size_t)(rb - hp - 1);
+        if (hlen == 0 || hlen >= sizeof(v6)) {
+            *why = "bad IPv6 host";
+            return -1;
+        }
+        memcpy(v6, hp + 1, hlen);
+        v6[hlen] = '\0';
+        if (inet_pton(AF_INET6, v6, buf) != 1) {
+            *why = "bad IPv6 host";
+            return -1;
+        }
+        memcpy(out->host, v6, hlen + 1);
+        hend = rb + 1;
+        if (hend < slash && *hend != ':') {
+            *why = "unexpected text after the [IPv6] host";
+            return -1;
+        }
+    }
+    else {
+        for (hend = hp; hend < slash && *hend != ':'; hend++)
+            if (!host_char_ok(*hend)) {
+                *why = "bad character in the host name";
+                return -1;
+            }
+        hlen = (size_t)(hend - hp);
+        if (hlen == 0) {
+            *why = "empty host";
+            return -1;
+        }
+        if (hlen >= sizeof(out->host)) {
+            *why = "host name too long";
+            return -1;
+        }
+        memcpy(out->host, hp, hlen);
+        out->host[hlen] = '\0';
+    }
+
+    /* port */
+    if (hend < slash && *hend == ':') {
+        if (parse_num(hend + 1, (size_t)(slash - hend - 1), 1, 65535, &v) != 0) {
+            *why = "port must be a number 1-65535";
+            return -1;
+        }
+        out->port = (int)v;
+    }
+
+    /* db: "/" alone means the default database */
+    if (slash < end && slash + 1 < end) {
+        if (parse_num(slash + 1, (size_t)(end - slash - 1), 0, MG_STORE_DB_MAX, &v) != 0) {
+            *why = "database must be a number 0-65535";
+            return -1;
+        }
+        out->db = (int)v;
+    }
+    return 0;
+}
+
+/* unix:/path[?db=N&user=U&password=P] */
+static int parse_unix(const char *s, mg_store_url_t *out, const char **why)
+{
+    const char *q = strchr(s, '?');
+    size_t plen = q != NULL ? (size_t)(q - s) : strlen(s);
+    int seen_db = 0, seen_user = 0, seen_pw = 0;
+
+    /* "unix:///run/redis.sock" is the same path with an empty authority */
+    if (plen >= 3 && s[0] == '/' && s[1] == '/' && s[2] == '/') {
+        s += 2;
+        plen -= 2;
+    }
+    if (plen == 0 || s[0] != '/') {
+        *why = "unix socket path must be absolute";
+        return -1;
+    }
+    if (s[1] == '/') {
+        *why = "unix:// with a host is not supported";
+        return -1;
+    }
+    if (plen >= sizeof(out->path)) {
+        *why = "unix socket path too long";
+        return -1;
+    }
+    memcpy(out->path, s, plen);
+    out->path[plen] = '\0';
+    if (strpbrk(out->path, "#%") != NULL) {
+        *why = "bad character in the unix socket path";
+        return -1;
+    }
+
+    while (q != NULL) {
+        const char *k = q + 1, *amp = strchr(k, '&');
+        const char *kend = amp != NULL ? amp : k + strlen(k);
+        const char *eq = memchr(k, '=', (size_t)(kend - k));
+        size_t vlen;
+        long v;
+        int rc;
+
+        if (eq == NULL) {
+            *why = "query parameter without '='";
+            return -1;
+        }
+        vlen = (size_t)(kend - eq - 1);
+        if ((size_t)(eq - k) == 2 && memcmp(k, "db", 2) == 0 && !seen_db) {
+            if (parse_num(eq + 1, vlen, 0, MG_STORE_DB_MAX, &v) != 0) {
+                *why = "database must be a number 0-65535";
+                return -1;
+            }
+            out->db = (int)v;
+            seen_db = 1;
+        }
+        else if ((size_t)(eq - k) == 4 && memcmp(k, "user", 4) == 0 && !seen_user) {
+            if (decode_user(eq + 1, vlen, out->user, sizeof(out->user), why) != 0)
+                return -1;
+            seen_user = 1;
+        }
+        else if ((size_t)(eq - k) == 8 && memcmp(k, "password", 8) == 0 && !seen_pw) {
+            if (vlen == 0) {
+                *why = "empty password";
+                return -1;
+            }
+            rc = pct_decode(eq + 1, vlen, out->password, sizeof(out->password));
+            if (rc != 0) {
+                *why = rc == -2 ? "password too long" : "bad percent-escape in the password";
+                return -1;
+            }
+            seen_pw = 1;
+        }
+        else {
+            *why = "unknown or repeated query parameter (db, user, password)";
+            return -1;
+        }
+        q = amp;
+    }
+    if (seen_user && !seen_pw) {
+        *why = "a user needs a password";
+        return -1;
+    }
+    return 0;
+}
+
+int mg_store_url_parse(const char *url, mg_store_url_t *out, const char **why)
+{
+    const char *dummy;
+    mg_store_url_t u;
+    int rc;
+
+    if (why == NULL)
+        why = &dummy;
+    *why = NULL;
+    memset(&u, 0, sizeof(u));
+    u.port = 6379;
+    if (url == NULL || *url == '\0') {
+        *why = "empty URL";
+        return -1;
+    }
+    if (strlen(url) > 2048) {
+        *why = "URL too long";
+        return -1;
+    }
+    for (const char *p = url; *p; p++)
+        if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f) {
+            *why = "URL contains a space or a control or non-ASCII character";
+            return -1;
+        }
+    if (strncmp(url, "redis://", 8) == 0)
+        rc = parse_tcp(url + 8, &u, why);
+    else if (strncmp(url, "unix:", 5) == 0)
+        rc = parse_unix(url + 5, &u, why);
+    else if (strncmp(url, "rediss://", 9) == 0) {
+        *why = "TLS (rediss://) is not supported";
+        rc = -1;
+    }
+    else {
+        *why = "URL must start with redis:// or unix:";
+        rc = -1;
+    }
+    if (rc == 0)
+        *out = u;
+    /* the parsed copy may hold a password: do not leave it on the stack */
+    memset(&u, 0, sizeof(u));
+    __asm__ __volatile__("" : : "r"(&u) : "memory");
+    return rc;
+}
+
+void mg_store_url_redacted(const mg_store_url_t *u, char *buf, size_t size)
+{
+    if (size == 0)
+        return;
+    if (u->path[0] != '\0') {
+        snprintf(buf, size, "unix:%s?db=%d%s%s%s", u->path, u->db,
+                 u->user[0] ? "&user=" : "", u->user,
+                 u->password[0] ? "&password=***" : "");
+        return;
+    }
+    snprintf(buf, size, "redis://%s%s%s%s%s%s:%d/%d",
+             u->user, u->password[0] ? ":***@" : (u->user[0] ? "@" : ""),
+             strchr(u->host, ':') != NULL ? "[" : "", u->host,
+             strchr(u->host, ':') != NULL ? "]" : "", "", u->port, u->db);
+}
