@@ -1,0 +1,87 @@
+/*
+ * Following log files the way `tail -F` does, for dbmail_tap.
+ *
+ * Each path is watched with inotify (the file itself and its directory)
+ * and re-checked on a short timer, so a missing inotify or a missed event
+ * costs at most one poll interval.  A file missing at start is picked up
+ * when it appears.  Rotation by rename: the old descriptor is read to its
+ * end, the new file is read from offset 0, and the old one is still read
+ * for a short grace time (writers reopen late).  copytruncate: a size
+ * below the read offset, or a changed first line, restarts at 0.
+ *
+ * Lines are handed over only when their newline has arrived; several
+ * whole lines at once when they came in one read.  Lines longer than
+ * TAP_FOLLOW_MAX_LINE bytes are skipped and counted.
+ */
+#ifndef TAP_FOLLOW_H
+#define TAP_FOLLOW_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define TAP_FOLLOW_MAX_LINE 65536        /* bytes, newline excluded */
+#define TAP_FOLLOW_GRACE_MS 2000         /* old file still read after a rename */
+
+/*
+ * Called with buf holding one or more whole lines, each ending in '\n';
+ * base_off is the file offset of buf[0] and gen the file's generation
+ * (bumped at each rotation or truncation).
+ */
+typedef void (*tap_follow_lines_fn)(void *baton, unsigned file, uint32_t gen,
+                                    const char *buf, size_t len, int64_t base_off);
+
+/* Where a file was left, as the statefile remembers it. */
+typedef struct tap_follow_pos {
+    uint64_t ino;
+    int64_t off;        /* end of the last complete line handed over */
+    uint64_t hash;      /* of the first line (tap_follow_first_hash) */
+    int has_hash;
+} tap_follow_pos_t;
+
+typedef struct tap_follow tap_follow_t;
+
+/* use_inotify 0 forces polling (tests, filesystems without events). */
+tap_follow_t *tap_follow_new(tap_follow_lines_fn fn, void *baton, int use_inotify);
+void tap_follow_free(tap_follow_t *f);
+
+/*
+ * Add a path.  saved is where a previous run left it, or NULL for a file
+ * never seen (then reading starts at its current end; a file that appears
+ * later, or after a rotation, is read from the start).  Returns the file's
+ * index, or -1 on allocation failure.
+ */
+int tap_follow_add(tap_follow_t *f, const char *path, const tap_follow_pos_t *saved);
+
+/* Open what exists and read what is there.  Call once after the adds. */
+void tap_follow_start(tap_follow_t *f);
+
+/* The inotify descriptor to poll for input, or -1 when polling only. */
+int tap_follow_fd(const tap_follow_t *f);
+/* Milliseconds until tap_follow_tick() is due (0 when data is pending). */
+int tap_follow_timeout(const tap_follow_t *f);
+/* Handle readable inotify events. */
+void tap_follow_events(tap_follow_t *f);
+/* Re-check every file (timer); also continues bounded reads. */
+void tap_follow_tick(tap_follow_t *f);
+/* SIGHUP: reopen every path (rotation rules apply), re-add the watches. */
+void tap_follow_reopen(tap_follow_t *f);
+
+unsigned tap_follow_count(const tap_follow_t *f);
+const char *tap_follow_path(const tap_follow_t *f, unsigned file);
+/* 1 and *pos when the file is open; *gen is its current generation. */
+int tap_follow_position(const tap_follow_t *f, unsigned file, tap_follow_pos_t *pos,
+                        uint32_t *gen);
+/* Totals: complete lines handed over and over-long lines skipped. */
+uint64_t tap_follow_lines(const tap_follow_t *f);
+uint64_t tap_follow_skipped(const tap_follow_t *f);
+/* Bumped whenever a position may have changed (for the statefile). */
+uint64_t tap_follow_changes(const tap_follow_t *f);
+
+/*
+ * Hash identifying a file's content: FNV-1a over its first line, newline
+ * included, or over its first 4096 bytes when the line is longer.  Returns
+ * 0 and *hash, or -1 when the first line is not complete yet.
+ */
+int tap_follow_first_hash(int fd, uint64_t *hash);
+
+#endif

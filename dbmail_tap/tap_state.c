@@ -1,0 +1,187 @@
+/*
+ * Statefile load and atomic save; see tap_state.h.
+ */
+#include "tap_state.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define STATE_HEADER "# dbmail_tap state: inode offset first-line-hash path\n"
+
+static int parse_line(char *line, tap_state_entry_t *e)
+{
+    char *p = line, *end;
+    unsigned long long ino, hash = 0;
+    long long off;
+    int has_hash = 0;
+
+    if (strncmp(p, "v1 ", 3) != 0) {
+        return -1;
+    }
+    p += 3;
+    errno = 0;
+    ino = strtoull(p, &end, 10);
+    if (end == p || *end != ' ' || errno != 0) {
+        return -1;
+    }
+    p = end + 1;
+    off = strtoll(p, &end, 10);
+    if (end == p || *end != ' ' || errno != 0 || off < 0) {
+        return -1;
+    }
+    p = end + 1;
+    if (p[0] == '-' && p[1] == ' ') {
+        p += 2;
+    }
+    else {
+        hash = strtoull(p, &end, 16);
+        if (end == p || *end != ' ' || errno != 0) {
+            return -1;
+        }
+        has_hash = 1;
+        p = end + 1;
+    }
+    if (*p != '/') {
+        return -1;  /* paths are stored absolute */
+    }
+    e->path = strdup(p);
+    if (e->path == NULL) {
+        return -1;
+    }
+    e->pos.ino = ino;
+    e->pos.off = off;
+    e->pos.hash = hash;
+    e->pos.has_hash = has_hash;
+    return 0;
+}
+
+int tap_state_load(const char *file, tap_state_t *st, unsigned *bad, char *err, size_t errlen)
+{
+    FILE *fp;
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+
+    st->v = NULL;
+    st->n = 0;
+    *bad = 0;
+    fp = fopen(file, "re");
+    if (fp == NULL) {
+        if (errno == ENOENT) {
+            return 0;
+        }
+        snprintf(err, errlen, "%s: %s", file, strerror(errno));
+        return -1;
+    }
+    while ((len = getline(&line, &cap, fp)) >= 0) {
+        tap_state_entry_t e;
+        if (len > 0 && line[len - 1] == '\n') {
+            line[--len] = '\0';
+        }
+        if (len == 0 || line[0] == '#') {
+            continue;
+        }
+        if (parse_line(line, &e) != 0) {
+            (*bad)++;
+            continue;
+        }
+        {
+            tap_state_entry_t *nv = realloc(st->v, (st->n + 1) * sizeof(*nv));
+            if (nv == NULL) {
+                free(e.path);
+                (*bad)++;
+                continue;
+            }
+            st->v = nv;
+            st->v[st->n++] = e;
+        }
+    }
+    free(line);
+    fclose(fp);
+    return 0;
+}
+
+const tap_follow_pos_t *tap_state_find(const tap_state_t *st, const char *path)
+{
+    for (size_t i = 0; i < st->n; i++) {
+        if (strcmp(st->v[i].path, path) == 0) {
+            return &st->v[i].pos;
+        }
+    }
+    return NULL;
+}
+
+void tap_state_free(tap_state_t *st)
+{
+    for (size_t i = 0; i < st->n; i++) {
+        free(st->v[i].path);
+    }
+    free(st->v);
+    st->v = NULL;
+    st->n = 0;
+}
+
+int tap_state_save(const char *file, const tap_state_entry_t *v, size_t n,
+                   char *err, size_t errlen)
+{
+    char tmp[4096];
+    FILE *fp;
+    int fd, rc = -1;
+
+    if (snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", file, (long)getpid()) >= (int)sizeof(tmp)) {
+        snprintf(err, errlen, "statefile path too long");
+        return -1;
+    }
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+        return -1;
+    }
+    fp = fdopen(fd, "w");
+    if (fp == NULL) {
+        snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+        close(fd);
+        unlink(tmp);
+        return -1;
+    }
+    fputs(STATE_HEADER, fp);
+    for (size_t i = 0; i < n; i++) {
+        /* A path with a newline cannot be stored in a line format; such a
+         * file simply starts at its end after a restart. */
+        if (v[i].path == NULL || strchr(v[i].path, '\n') != NULL) {
+            continue;
+        }
+        if (v[i].pos.has_hash) {
+            fprintf(fp, "v1 %" PRIu64 " %" PRId64 " %016" PRIx64 " %s\n",
+                    v[i].pos.ino, v[i].pos.off, v[i].pos.hash, v[i].path);
+        }
+        else {
+            fprintf(fp, "v1 %" PRIu64 " %" PRId64 " - %s\n",
+                    v[i].pos.ino, v[i].pos.off, v[i].path);
+        }
+    }
+    if (fflush(fp) != 0 || fsync(fd) != 0) {
+        snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+        fclose(fp);
+        unlink(tmp);
+        return -1;
+    }
+    if (fclose(fp) != 0) {
+        snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    if (rename(tmp, file) != 0) {
+        snprintf(err, errlen, "rename %s: %s", file, strerror(errno));
+        unlink(tmp);
+        goto end;
+    }
+    rc = 0;
+end:
+    return rc;
+}

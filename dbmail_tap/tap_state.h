@@ -1,0 +1,37 @@
+/*
+ * The statefile: where each followed log was left, so that a restart
+ * reads what was written meanwhile and nothing twice.  One text line per
+ * path ("v1 INODE OFFSET HASH PATH", HASH in hex or "-"), replaced
+ * atomically (temporary file, fsync, rename) so a crash leaves either the
+ * old or the new state, never half of one.
+ */
+#ifndef TAP_STATE_H
+#define TAP_STATE_H
+
+#include <stddef.h>
+#include "tap_follow.h"
+
+typedef struct tap_state_entry {
+    char *path;
+    tap_follow_pos_t pos;
+} tap_state_entry_t;
+
+typedef struct tap_state {
+    tap_state_entry_t *v;
+    size_t n;
+} tap_state_t;
+
+/*
+ * Load file into st (empty when the file does not exist).  Lines that do
+ * not parse are skipped and counted in *bad.  -1 with err on an I/O error
+ * other than a missing file.
+ */
+int tap_state_load(const char *file, tap_state_t *st, unsigned *bad, char *err, size_t errlen);
+const tap_follow_pos_t *tap_state_find(const tap_state_t *st, const char *path);
+void tap_state_free(tap_state_t *st);
+
+/* Write n entries atomically; -1 with err (the old file stays). */
+int tap_state_save(const char *file, const tap_state_entry_t *v, size_t n,
+                   char *err, size_t errlen);
+
+#endif
