@@ -1,0 +1,79 @@
+"""Helpers for mod_mailguard tests: the Redis side of the contract.
+
+The ban set is `<prefix>bans` (member = canonical address, score = expiry
+in Unix seconds or +inf); changes are announced on `<prefix>events` as
+`ban <addr> <expiry> <jail>` / `unban <addr>`.
+"""
+import socket
+import time
+
+PREFIX = "mailguard:"
+
+
+def now():
+    return time.time()
+
+
+def bans(redis, prefix=PREFIX):
+    """Every member of the ban set with its score (float; inf for +inf)."""
+    flat = redis.cmd("ZRANGE", prefix + "bans", 0, -1, "WITHSCORES")
+    return {flat[i]: float(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+
+def live_bans(redis, prefix=PREFIX):
+    """What an operator sees: ZRANGEBYSCORE bans <now> +inf."""
+    flat = redis.cmd("ZRANGEBYSCORE", prefix + "bans", int(now()), "+inf", "WITHSCORES")
+    return {flat[i]: float(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+
+def ban_from_elsewhere(redis, addr, expiry, jail="imap", publish=True, prefix=PREFIX):
+    """A ban written by another host: ZADD, then (optionally) PUBLISH."""
+    score = "+inf" if expiry == float("inf") else str(int(expiry))
+    redis.cmd("ZADD", prefix + "bans", score, addr)
+    if publish:
+        redis.cmd("PUBLISH", prefix + "events", "ban %s %s %s" % (addr, score.lstrip("+"), jail))
+
+
+def unban_from_elsewhere(redis, addr, publish=True, prefix=PREFIX):
+    redis.cmd("ZREM", prefix + "bans", addr)
+    if publish:
+        redis.cmd("PUBLISH", prefix + "events", "unban %s" % addr)
+
+
+def wait_for(predicate, within, step=0.05):
+    """Seconds until predicate() was true, or None after `within` seconds."""
+    t0 = time.monotonic()
+    while True:
+        if predicate():
+            return time.monotonic() - t0
+        if time.monotonic() - t0 > within:
+            return None
+        time.sleep(step)
+
+
+class Events:
+    """A SUBSCRIBE connection on <prefix>events, as another host would hold."""
+
+    def __init__(self, redis, prefix=PREFIX):
+        self.client = redis.client()
+        self.client("SUBSCRIBE", prefix + "events")
+
+    def next(self, timeout=2.0):
+        """The next message text, or None after timeout seconds."""
+        self.client.sock.settimeout(timeout)
+        try:
+            msg = self.client.read_reply()
+        except socket.timeout:
+            return None
+        return msg[2] if isinstance(msg, list) and msg[0] == "message" else None
+
+    def collect(self, timeout=1.0):
+        out = []
+        while True:
+            m = self.next(timeout)
+            if m is None:
+                return out
+            out.append(m)
+
+    def close(self):
+        self.client.close()
