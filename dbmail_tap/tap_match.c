@@ -1,0 +1,304 @@
+/*
+ * The matcher: failure and ignore patterns, one outcome per line.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tap_filters.h"
+#include "tap_match_int.h"
+#include "tap_regex.h"
+
+/* Backtracking budget per line: generous for any sane failregex, and a
+ * pathological one costs a bounded time per line (the line is missed). */
+#define MATCH_LIMIT 200000
+#define JIT_STACK_MIN (32 * 1024)
+#define JIT_STACK_MAX (512 * 1024)
+
+__attribute__((format(printf, 3, 4)))
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err == NULL || errlen == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+tap_matcher_t *tap_matcher_new(void)
+{
+    tap_matcher_t *m = calloc(1, sizeof(*m));
+
+    if (m == NULL)
+        return NULL;
+    m->mctx = pcre2_match_context_create(NULL);
+    m->jstack = pcre2_jit_stack_create(JIT_STACK_MIN, JIT_STACK_MAX, NULL);
+    m->md = pcre2_match_data_create(16, NULL);
+    if (m->mctx == NULL || m->md == NULL) {
+        tap_matcher_free(m);
+        return NULL;
+    }
+    pcre2_set_match_limit(m->mctx, MATCH_LIMIT);
+    if (m->jstack != NULL)
+        pcre2_jit_stack_assign(m->mctx, NULL, m->jstack);
+    m->ovecmax = 16;
+    m->prefilter = 1;
+    return m;
+}
+
+static void pattern_clear(tap_pattern_t *p)
+{
+    pcre2_code_free(p->re);
+    free(p->src);
+    free(p->lit);
+}
+
+void tap_matcher_free(tap_matcher_t *m)
+{
+    if (m == NULL)
+        return;
+    for (size_t i = 0; i < m->nfail; i++)
+        pattern_clear(&m->fail[i]);
+    for (size_t i = 0; i < m->nign; i++)
+        pattern_clear(&m->ign[i]);
+    free(m->fail);
+    free(m->ign);
+    pcre2_match_data_free(m->md);
+    pcre2_jit_stack_free(m->jstack);
+    pcre2_match_context_free(m->mctx);
+    free(m);
+}
+
+static int push(tap_pattern_t **arr, size_t *n, const tap_pattern_t *p)
+{
+    tap_pattern_t *a = realloc(*arr, (*n + 1) * sizeof(*a));
+
+    if (a == NULL)
+        return -1;
+    a[*n] = *p;
+    *arr = a;
+    (*n)++;
+    return 0;
+}
+
+/* Compile a (tag-expanded) pattern with JIT; grow the match data to fit. */
+static pcre2_code *compile(tap_matcher_t *m, const char *pat, char *err, size_t errlen,
+                           const char *orig)
+{
+    int ec;
+    PCRE2_SIZE off;
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, 0, &ec, &off,
+                                   NULL);
+
+    if (re == NULL) {
+        PCRE2_UCHAR msg[160];
+        pcre2_get_error_message(ec, msg, sizeof(msg));
+        set_err(err, errlen, "bad regex '%s': %s", orig, (const char *)msg);
+        return NULL;
+    }
+    /* JIT is an optimisation: without it (unsupported CPU, no exec
+     * memory) the interpreter gives the same results. */
+    (void)pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);
+    uint32_t caps = 0;
+    pcre2_pattern_info(re, PCRE2_INFO_CAPTURECOUNT, &caps);
+    if (caps + 1 > m->ovecmax) {
+        pcre2_match_data *md = pcre2_match_data_create(caps + 1, NULL);
+        if (md == NULL) {
+            pcre2_code_free(re);
+            set_err(err, errlen, "out of memory");
+            return NULL;
+        }
+        pcre2_match_data_free(m->md);
+        m->md = md;
+        m->ovecmax = caps + 1;
+    }
+    return re;
+}
+
+static void update_prefilter(tap_matcher_t *m, const tap_pattern_t *p)
+{
+    if (p->litlen == 0)
+        m->prefilter = 0;
+}
+
+int tap_matcher_add_filter(tap_matcher_t *m, const char *name, char *err, size_t errlen)
+{
+    const tap_filter_t *f[TAP_FILTERS_MAX];
+    size_t n = tap_filters_lookup(name, f);
+
+    if (n == 0) {
+        set_err(err, errlen, "unknown filter '%s' (built-in: %s)", name,
+                "dbmail-imap, dbmail-imap22, dbmail-pop3, dbmail");
+        return -1;
+    }
+    size_t old = m->nfail;
+    for (size_t i = 0; i < n; i++) {
+        tap_pattern_t p;
+        memset(&p, 0, sizeof(p));
+        p.filter = f[i];
+        p.lit = strdup(f[i]->literal);
+        p.litlen = p.lit ? strlen(p.lit) : 0;
+        p.src = strdup(name);
+        if (p.lit == NULL || p.src == NULL || push(&m->fail, &m->nfail, &p) != 0) {
+            pattern_clear(&p);
+            while (m->nfail > old)
+                pattern_clear(&m->fail[--m->nfail]);
+            set_err(err, errlen, "out of memory");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int tap_matcher_add_failregex(tap_matcher_t *m, const char *re, char *err, size_t errlen)
+{
+    tap_pattern_t p;
+    const char *why = NULL;
+    char lit[256];
+
+    memset(&p, 0, sizeof(p));
+    char *pat = tap_regex_expand(re, &p.nhosts, &why);
+    if (pat == NULL) {
+        set_err(err, errlen, "bad regex '%s': %s", re, why);
+        return -1;
+    }
+    p.re = compile(m, pat, err, errlen, re);
+    free(pat);
+    if (p.re == NULL)
+        return -1;
+    for (size_t i = 0; i < p.nhosts; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "tapH%zu", i);
+        int g = pcre2_substring_number_from_name(p.re, (PCRE2_SPTR)name);
+        p.hostgrp[i] = g > 0 ? (uint32_t)g : 0;
+    }
+    p.litlen = tap_regex_literal(re, lit, sizeof(lit));
+    p.lit = p.litlen ? strdup(lit) : NULL;
+    p.src = strdup(re);
+    if ((p.litlen && p.lit == NULL) || p.src == NULL || push(&m->fail, &m->nfail, &p) != 0) {
+        pattern_clear(&p);
+        set_err(err, errlen, "out of memory");
+        return -1;
+    }
+    update_prefilter(m, &p);
+    return 0;
+}
+
+int tap_matcher_add_ignoreregex(tap_matcher_t *m, const char *re, char *err, size_t errlen)
+{
+    tap_pattern_t p;
+
+    memset(&p, 0, sizeof(p));
+    /* tags are allowed (Fail2Ban allows them) but need not be present */
+    const char *why = NULL;
+    size_t nh = 0;
+    char *pat = tap_regex_expand(re, &nh, &why);
+    if (pat == NULL && nh == 0 && why != NULL && strncmp(why, "no address tag", 14) == 0)
+        pat = strdup(re);
+    else if (pat == NULL) {
+        set_err(err, errlen, "bad regex '%s': %s", re, why);
+        return -1;
+    }
+    if (pat == NULL) {
+        set_err(err, errlen, "out of memory");
+        return -1;
+    }
+    p.re = compile(m, pat, err, errlen, re);
+    free(pat);
+    if (p.re == NULL)
+        return -1;
+    p.src = strdup(re);
+    if (p.src == NULL || push(&m->ign, &m->nign, &p) != 0) {
+        pattern_clear(&p);
+        set_err(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+tap_matcher_t *tap_matcher_clone(const tap_matcher_t *m)
+{
+    tap_matcher_t *c = tap_matcher_new();
+    char err[TAP_MATCH_ERRLEN];
+
+    if (c == NULL)
+        return NULL;
+    for (size_t i = 0; i < m->nfail; i++) {
+        const tap_pattern_t *p = &m->fail[i];
+        int rc;
+        if (p->filter != NULL) {
+            /* "dbmail" expands to several: add each single filter once */
+            rc = tap_matcher_add_filter(c, p->filter->name, err, sizeof(err));
+        } else {
+            rc = tap_matcher_add_failregex(c, p->src, err, sizeof(err));
+        }
+        if (rc != 0) {
+            tap_matcher_free(c);
+            return NULL;
+        }
+    }
+    for (size_t i = 0; i < m->nign; i++) {
+        if (tap_matcher_add_ignoreregex(c, m->ign[i].src, err, sizeof(err)) != 0) {
+            tap_matcher_free(c);
+            return NULL;
+        }
+    }
+    return c;
+}
+
+size_t tap_matcher_count(const tap_matcher_t *m)
+{
+    return m->nfail;
+}
+
+static int run(tap_matcher_t *m, pcre2_code *re, const char *s, size_t n)
+{
+    return pcre2_match(re, (PCRE2_SPTR)s, n, 0, 0, m->md, m->mctx);
+}
+
+static tap_outcome_t match_regex(tap_matcher_t *m, const tap_pattern_t *p, const char *s,
+                                 size_t n, mg_addr_t *addr)
+{
+    if (run(m, p->re, s, n) < 0)
+        return TAP_MISSED;   /* no match, or the match limit was hit */
+    PCRE2_SIZE *ov = pcre2_get_ovector_pointer(m->md);
+    uint32_t ovn = pcre2_get_ovector_count(m->md);
+    for (size_t i = 0; i < p->nhosts; i++) {
+        uint32_t g = p->hostgrp[i];
+        if (g == 0 || g >= ovn || ov[2 * g] == PCRE2_UNSET)
+            continue;
+        mg_addr_t tmp;
+        const char *why;
+        if (mg_addr_parse_n(s + ov[2 * g], ov[2 * g + 1] - ov[2 * g], addr ? addr : &tmp,
+                            &why) == 0)
+            return TAP_FAILURE;
+        return TAP_IGNORED;
+    }
+    return TAP_IGNORED;
+}
+
+tap_outcome_t tap_match_line(tap_matcher_t *m, const char *line, size_t len, mg_addr_t *addr)
+{
+    tap_outcome_t best = TAP_MISSED;
+
+    if (len > TAP_MAX_LINE)
+        return TAP_IGNORED;
+    if (len > 0 && line[len - 1] == '\r')
+        len--;
+    for (size_t i = 0; i < m->nfail && best != TAP_FAILURE; i++) {
+        const tap_pattern_t *p = &m->fail[i];
+        tap_outcome_t o = p->filter ? p->filter->match(line, len, addr)
+                                    : match_regex(m, p, line, len, addr);
+        if (o != TAP_MISSED)
+            best = o;
+    }
+    if (best == TAP_FAILURE) {
+        for (size_t i = 0; i < m->nign; i++)
+            if (run(m, m->ign[i].re, line, len) >= 0)
+                return TAP_IGNORED;
+    }
+    return best;
+}

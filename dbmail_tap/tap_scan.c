@@ -1,0 +1,369 @@
+/*
+ * Block scanning: count every line, match only the lines that hold a
+ * required literal.
+ *
+ * A DBMail log is mostly lines that cannot be failures.  Looking at each
+ * of them costs a function call and a regex; instead the whole block is
+ * searched for the patterns' literals (memmem, which skips ahead by the
+ * literal's length) and the newlines are counted with a vector loop.  Only
+ * a literal hit costs finding its line's bounds and a full match.
+ */
+#include <stdlib.h>
+#include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
+#include "tap_match_int.h"
+
+typedef struct scan {
+    tap_matcher_t *m;
+    const char *buf;
+    unsigned flags;
+    tap_scan_fn fn;
+    void *baton;
+    tap_scan_stats_t *st;
+    int stop;
+} scan_t;
+
+/* One complete line [s, s+n) whose outcome has to be known. */
+static void one_line(scan_t *sc, const char *s, size_t n)
+{
+    mg_addr_t addr;
+    tap_outcome_t o;
+
+    sc->st->lines++;
+    if (n > TAP_MAX_LINE) {
+        sc->st->toolong++;
+        sc->st->ignored++;
+        if (sc->fn && sc->fn(sc->baton, TAP_IGNORED, NULL, s, TAP_MAX_LINE) != 0)
+            sc->stop = 1;
+        return;
+    }
+    o = tap_match_line(sc->m, s, n, &addr);
+    if (o == TAP_FAILURE)
+        sc->st->failures++;
+    else if (o == TAP_IGNORED)
+        sc->st->ignored++;
+    else if (!(sc->flags & TAP_SCAN_MISSED))
+        return;
+    if (sc->fn && sc->fn(sc->baton, o, o == TAP_FAILURE ? &addr : NULL, s, n) != 0)
+        sc->stop = 1;
+}
+
+/* A too long line seen by the counting loop (it holds no literal). */
+static void long_line(scan_t *sc, size_t start, size_t nl)
+{
+    sc->st->toolong++;
+    sc->st->ignored++;
+    if (sc->fn && sc->fn(sc->baton, TAP_IGNORED, NULL, sc->buf + start,
+                         nl - start > TAP_MAX_LINE ? TAP_MAX_LINE : nl - start) != 0)
+        sc->stop = 1;
+}
+
+/* Newlines in [b, b+n): byte counters summed 255 vectors at a time. */
+static uint64_t count_nl(const char *b, size_t n)
+{
+    uint64_t total = 0;
+    size_t i = 0;
+
+#ifdef __SSE2__
+    const __m128i nl = _mm_set1_epi8('\n');
+    const __m128i zero = _mm_setzero_si128();
+    while (n - i >= 16) {
+        size_t blocks = (n - i) / 16;
+        if (blocks > 255)
+            blocks = 255;
+        __m128i acc = zero;
+        for (size_t j = 0; j < blocks; j++, i += 16) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(b + i));
+            acc = _mm_sub_epi8(acc, _mm_cmpeq_epi8(v, nl));
+        }
+        __m128i sad = _mm_sad_epu8(acc, zero);
+        total += (uint64_t)_mm_cvtsi128_si32(sad) + (uint64_t)_mm_extract_epi16(sad, 4);
+    }
+#endif
+    for (; i < n; i++)
+        total += b[i] == '\n';
+    return total;
+}
+
+#define COUNT_CHUNK (255 * 16)
+
+/*
+ * Count the lines of [from, to): from is a line start and buf[to-1] is a
+ * newline.  None of these lines holds a literal, so they are missed unless
+ * too long.  A chunk is looked at line by line only when a line in it
+ * could be longer than TAP_MAX_LINE.  Returns where counting stopped (to,
+ * unless a callback stopped the scan after a long line).
+ */
+static size_t count_lines(scan_t *sc, size_t from, size_t to)
+{
+    const char *b = sc->buf;
+    size_t start = from;    /* current line start */
+    size_t i = from;
+
+    while (i < to) {
+        size_t e = to - i > COUNT_CHUNK ? i + COUNT_CHUNK : to;
+        uint64_t c = count_nl(b + i, e - i);
+        if (c == 0) {
+            i = e;
+            continue;
+        }
+        if (e - start <= TAP_MAX_LINE) {
+            sc->st->lines += c;
+            start = (size_t)((const char *)memrchr(b + i, '\n', e - i) - b) + 1;
+            i = e;
+            continue;
+        }
+        for (;;) {
+            const char *nlp = memchr(b + i, '\n', e - i);
+            if (nlp == NULL)
+                break;
+            size_t p = (size_t)(nlp - b);
+            sc->st->lines++;
+            if (p - start > TAP_MAX_LINE) {
+                long_line(sc, start, p);
+                if (sc->stop)
+                    return p + 1;
+            }
+            start = i = p + 1;
+        }
+        i = e;
+    }
+    return to;
+}
+
+/* Every line one by one (no prefilter possible, or missed lines wanted). */
+static size_t scan_slow(scan_t *sc, size_t end)
+{
+    size_t pos = 0;
+
+    while (pos < end && !sc->stop) {
+        const char *nl = memchr(sc->buf + pos, '\n', end - pos);
+        size_t e = (size_t)(nl - sc->buf);
+        one_line(sc, sc->buf + pos, e - pos);
+        pos = e + 1;
+    }
+    return pos;
+}
+
+/*
+ * memmem for the literal: compare its first and last bytes 16 positions at
+ * a time and check the middle only where both agree.  Log text rarely has
+ * both in place, so this runs at memory speed.
+ */
+static const char *find_lit(const char *h, size_t n, const char *lit, size_t k)
+{
+    size_t i = 0;
+
+    if (k == 0 || n < k)
+        return NULL;
+    if (k == 1)
+        return memchr(h, lit[0], n);
+#ifdef __SSE2__
+    const __m128i first = _mm_set1_epi8(lit[0]);
+    const __m128i last = _mm_set1_epi8(lit[k - 1]);
+    for (; i + k - 1 + 16 <= n; i += 16) {
+        __m128i a = _mm_loadu_si128((const __m128i *)(const void *)(h + i));
+        __m128i z = _mm_loadu_si128((const __m128i *)(const void *)(h + i + k - 1));
+        unsigned mask = (unsigned)_mm_movemask_epi8(
+            _mm_and_si128(_mm_cmpeq_epi8(a, first), _mm_cmpeq_epi8(z, last)));
+        while (mask != 0) {
+            size_t bit = (size_t)__builtin_ctz(mask);
+            if (memcmp(h + i + bit + 1, lit + 1, k - 2) == 0)
+                return h + i + bit;
+            mask &= mask - 1;
+        }
+    }
+#endif
+    return memmem(h + i, n - i, lit, k);
+}
+
+/* Next occurrence of any pattern literal at or after pos, or end. */
+static size_t next_hit(scan_t *sc, size_t *cache, size_t pos, size_t end)
+{
+    tap_matcher_t *m = sc->m;
+    size_t best = end;
+
+    for (size_t k = 0; k < m->nfail; k++) {
+        if (cache[k] < pos) {
+            const char *h = find_lit(sc->buf + pos, end - pos, m->fail[k].lit,
+                                     m->fail[k].litlen);
+            cache[k] = h ? (size_t)(h - sc->buf) : end;
+        }
+        if (cache[k] < best)
+            best = cache[k];
+    }
+    return best;
+}
+
+size_t tap_scan_block(tap_matcher_t *m, const char *buf, size_t len, unsigned flags,
+                      tap_scan_fn fn, void *baton, tap_scan_stats_t *stats)
+{
+    tap_scan_stats_t dummy = { 0, 0, 0, 0 };
+    scan_t sc = { m, buf, flags, fn, baton, stats ? stats : &dummy, 0 };
+    const char *last = len ? memrchr(buf, '\n', len) : NULL;
+
+    if (last == NULL)
+        return 0;
+    size_t end = (size_t)(last - buf) + 1;
+    if (m->nfail == 0 && !(flags & TAP_SCAN_MISSED))
+        return count_lines(&sc, 0, end);
+    if (!m->prefilter || (flags & TAP_SCAN_MISSED))
+        return scan_slow(&sc, end);
+
+    size_t cache_small[8];
+    size_t *cache = m->nfail <= 8 ? cache_small : malloc(m->nfail * sizeof(*cache));
+    if (cache == NULL)
+        return scan_slow(&sc, end);
+    /* cache[k]: the next hit of literal k (end: none); searched again
+     * once the scan has moved past it */
+    for (size_t k = 0; k < m->nfail; k++) {
+        const char *h = find_lit(buf, end, m->fail[k].lit, m->fail[k].litlen);
+        cache[k] = h ? (size_t)(h - buf) : end;
+    }
+    size_t pos = 0;
+    while (pos < end) {
+        size_t hit = next_hit(&sc, cache, pos, end);
+        if (hit >= end) {
+            pos = count_lines(&sc, pos, end);
+            break;
+        }
+        const char *ls = hit > pos ? memrchr(buf + pos, '\n', hit - pos) : NULL;
+        size_t lstart = ls ? (size_t)(ls - buf) + 1 : pos;
+        if (lstart > pos) {
+            size_t c = count_lines(&sc, pos, lstart);
+            if (sc.stop) {
+                pos = c;
+                break;
+            }
+        }
+        const char *le = memchr(buf + hit, '\n', end - hit);
+        size_t lend = (size_t)(le - buf);
+        one_line(&sc, buf + lstart, lend - lstart);
+        pos = lend + 1;
+        if (sc.stop)
+            break;
+    }
+    if (cache != cache_small)
+        free(cache);
+    return pos;
+}
+
+/* ---- the stream scanner ---- */
+
+#define SCAN_BLOCK (1024 * 1024)
+
+struct tap_scanner {
+    tap_matcher_t *m;
+    unsigned flags;
+    tap_scan_fn fn;
+    void *baton;
+    char *buf;
+    size_t cap;
+    size_t start, end;      /* unscanned bytes */
+    size_t skipping;        /* bytes of a too long line dropped so far (0: none) */
+    int stopped;
+    tap_scan_stats_t st;
+};
+
+tap_scanner_t *tap_scanner_new(tap_matcher_t *m, unsigned flags, tap_scan_fn fn, void *baton)
+{
+    tap_scanner_t *sc = calloc(1, sizeof(*sc));
+
+    if (sc == NULL)
+        return NULL;
+    sc->cap = SCAN_BLOCK + TAP_MAX_LINE + 1;
+    sc->buf = malloc(sc->cap);
+    if (sc->buf == NULL) {
+        free(sc);
+        return NULL;
+    }
+    sc->m = m;
+    sc->flags = flags;
+    sc->fn = fn;
+    sc->baton = baton;
+    return sc;
+}
+
+void tap_scanner_free(tap_scanner_t *sc)
+{
+    if (sc == NULL)
+        return;
+    free(sc->buf);
+    free(sc);
+}
+
+char *tap_scanner_space(tap_scanner_t *sc, size_t *room)
+{
+    if (sc->start > 0 && !sc->stopped) {
+        memmove(sc->buf, sc->buf + sc->start, sc->end - sc->start);
+        sc->end -= sc->start;
+        sc->start = 0;
+    }
+    *room = sc->cap - sc->end;
+    return sc->buf + sc->end;
+}
+
+int tap_scanner_commit(tap_scanner_t *sc, size_t n)
+{
+    if (n > sc->cap - sc->end)
+        n = sc->cap - sc->end;
+    sc->end += n;
+    sc->stopped = 0;
+    if (sc->skipping > 0) {
+        const char *nl = memchr(sc->buf + sc->start, '\n', sc->end - sc->start);
+        if (nl == NULL) {
+            sc->skipping += sc->end - sc->start;
+            sc->start = sc->end = 0;
+            return 0;
+        }
+        sc->skipping = 0;
+        sc->start = (size_t)(nl - sc->buf) + 1;
+        sc->st.lines++;
+        sc->st.toolong++;
+        sc->st.ignored++;
+        if (sc->fn && sc->fn(sc->baton, TAP_IGNORED, NULL, NULL, 0) != 0) {
+            sc->stopped = 1;
+            return 1;
+        }
+    }
+    if (sc->end > sc->start) {
+        size_t avail = sc->end - sc->start;
+        size_t used = tap_scan_block(sc->m, sc->buf + sc->start, avail, sc->flags, sc->fn,
+                                     sc->baton, &sc->st);
+        sc->start += used;
+        const char *nl = used < avail ? memchr(sc->buf + sc->start, '\n', sc->end - sc->start)
+                                      : NULL;
+        if (nl != NULL) {
+            sc->stopped = 1;    /* the callback stopped before the last complete line */
+            return 1;
+        }
+    }
+    if (sc->end - sc->start > TAP_MAX_LINE) {
+        /* an unterminated line already too long: drop it as it comes */
+        sc->skipping = sc->end - sc->start;
+        sc->start = sc->end = 0;
+    } else if (sc->start == sc->end) {
+        sc->start = sc->end = 0;
+    }
+    return 0;
+}
+
+size_t tap_scanner_pending(const tap_scanner_t *sc)
+{
+    return (sc->end - sc->start) + sc->skipping;
+}
+
+void tap_scanner_reset(tap_scanner_t *sc)
+{
+    sc->start = sc->end = 0;
+    sc->skipping = 0;
+    sc->stopped = 0;
+}
+
+const tap_scan_stats_t *tap_scanner_stats(const tap_scanner_t *sc)
+{
+    return &sc->st;
+}

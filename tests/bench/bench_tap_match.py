@@ -1,0 +1,206 @@
+#!/usr/bin/python3
+"""Matching speed: `dbmail_tap test` against fail2ban-regex and grep.
+
+Generates a 1,000,000-line DBMail log (10% failed logins over 10,000
+addresses, IPv4 and IPv6, in the file, syslog and stderr shapes, POP3
+lines, accepted logins and other noise) and times, side by side in one
+run on the same file:
+  dbmail_tap test FILE dbmail-imap
+  fail2ban-regex FILE '<the seed's failregex>'      (when installed)
+  LC_ALL=C grep -cE '<an equivalent regex>' FILE
+Targets: >= 100x faster than fail2ban-regex, <= 2x grep's time.
+Environment: MG_BUILD (build dir), BENCH_LINES (default 1000000),
+BENCH_F2B=0 to skip fail2ban-regex.
+"""
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+SEED_REGEX = r'login rejected: user \[.*\] from \[<HOST>:\d*\]$'
+GREP_REGEX = r'login rejected: user \[.*\] from \[[0-9A-Fa-f:.%]+:[0-9]*\]$'
+N_ADDR = 10000
+
+
+def addresses(rng):
+    out = []
+    for i in range(N_ADDR):
+        if i % 4 == 3:
+            out.append('2001:db8:%x:%x::%x' % (rng.randrange(65536), rng.randrange(65536),
+                                              rng.randrange(1, 65536)))
+        elif i % 10 == 1:
+            out.append('::ffff:198.51.%d.%d' % (rng.randrange(256), rng.randrange(1, 255)))
+        else:
+            out.append('203.%d.%d.%d' % (rng.randrange(256), rng.randrange(256),
+                                         rng.randrange(1, 255)))
+    return out
+
+
+USERS = ['bob', 'alice', 'admin', 'info@example.org', 'test', 'x] from [192.0.2.1:1',
+         'root', 'postmaster', 'sales@example.com', 'a b [c]']
+
+
+def generate(path, nlines, rng):
+    addrs = addresses(rng)
+    ptr = lambda: '0x%012x' % rng.randrange(1 << 44)
+    imap_fail = 0
+    with open(path, 'w') as f:
+        for i in range(nlines):
+            ts = 'Nov %02d %02d:%02d:%02d' % (1 + i // 100000, (i // 3600) % 24,
+                                              (i // 60) % 60, i % 60)
+            r = rng.random()
+            if r < 0.10:
+                a = addrs[rng.randrange(N_ADDR)]
+                u = rng.choice(USERS)
+                port = rng.randrange(1024, 65536)
+                k = rng.random()
+                if k < 0.60:
+                    line = ('%s mail dbmail-imapd[%d]: [%s] Notice:[imap] '
+                            'dbmail_imap_session_handle_auth(+1448): [%s] login rejected: '
+                            'user [%s] from [%s:%d]' % (ts, 1000 + i % 50, ptr(), ptr(), u, a,
+                                                        port))
+                    imap_fail += 1
+                elif k < 0.75:
+                    line = ('%s mail dbmail/imap4d[%d]: Notice:[imap] '
+                            'dbmail_imap_session_handle_auth(+1448): [%s] login rejected: '
+                            'user [%s] from [%s:%d]' % (ts, 1000 + i % 50, ptr(), u, a, port))
+                    imap_fail += 1
+                elif k < 0.90:
+                    line = ('%s mail dbmail/imap4d[%d]: Notice: [%s] login rejected: '
+                            'user [%s] from [%s:%d]' % (ts, 1000 + i % 50, ptr(), u, a, port))
+                    imap_fail += 1
+                else:
+                    line = ('%s mail dbmail/pop3d[%d]: Error:[pop3] pop3(+400): user [%s] '
+                            'coming from [%s] tried to login with wrong password'
+                            % (ts, 2000 + i % 50, u, a))
+            elif r < 0.30:
+                a = addrs[rng.randrange(N_ADDR)]
+                line = ('%s mail dbmail-imapd[%d]: [%s] Notice:[imap] '
+                        'dbmail_imap_session_handle_auth(+1460): [%s] login accepted: id [%d] '
+                        'user [%s] from [%s:%d]' % (ts, 1000 + i % 50, ptr(), ptr(),
+                                                   rng.randrange(1, 99999), rng.choice(USERS),
+                                                   a, rng.randrange(1024, 65536)))
+            elif r < 0.60:
+                line = ('%s mail dbmail-imapd[%d]: [%s] Info:[imap] imap4_tokenizer(+%d): '
+                        '[%s] command [%s] tag [A%d]' % (ts, 1000 + i % 50, ptr(),
+                                                        rng.randrange(100, 999), ptr(),
+                                                        rng.choice(['SELECT', 'FETCH', 'IDLE',
+                                                                    'UID', 'LOGOUT']),
+                                                        rng.randrange(1, 9999)))
+            elif r < 0.80:
+                line = ('%s mail dbmail-imapd[%d]: [%s] Notice:[server] server_sock_cb(+%d): '
+                        'connection from [%s] on [0.0.0.0:993]'
+                        % (ts, 1000 + i % 50, ptr(), rng.randrange(100, 999),
+                           addrs[rng.randrange(N_ADDR)]))
+            elif r < 0.95:
+                line = ('%s mail dbmail-pop3d[%d]: [%s] Message:[pop3] pop3(+%d): user [%s] '
+                        'logged in, %d messages' % (ts, 2000 + i % 50, ptr(),
+                                                    rng.randrange(100, 999), rng.choice(USERS),
+                                                    rng.randrange(0, 500)))
+            else:
+                line = ('%s mail dbmail-imapd[%d]: [%s] Debug:[db] db_query(+%d): [SELECT '
+                        'message_idnr FROM dbmail_messages WHERE mailbox_idnr = %d]'
+                        % (ts, 1000 + i % 50, ptr(), rng.randrange(100, 999),
+                           rng.randrange(1, 10**6)))
+            f.write(line + '\n')
+    return imap_fail
+
+
+def run_timed(cmd, env=None, repeat=1):
+    """Best wall time over repeat runs, plus max RSS (KiB) and stdout of the last."""
+    best = None
+    out = ''
+    rss = 0
+    for _ in range(repeat):
+        full = ['/usr/bin/time', '-v'] + cmd
+        t0 = time.perf_counter()
+        p = subprocess.run(full, capture_output=True, text=True, env=env)
+        dt = time.perf_counter() - t0
+        if p.returncode != 0 and not cmd[0].endswith('grep'):
+            raise SystemExit('command failed (%d): %s\n%s' % (p.returncode, ' '.join(cmd),
+                                                              p.stderr[-2000:]))
+        m = re.search(r'Maximum resident set size \(kbytes\): (\d+)', p.stderr)
+        rss = int(m.group(1)) if m else 0
+        out = p.stdout
+        best = dt if best is None else min(best, dt)
+    return best, rss, out
+
+
+def main():
+    build = os.environ.get('MG_BUILD', 'build')
+    tap = os.path.join(build, 'dbmail_tap')
+    nlines = int(os.environ.get('BENCH_LINES', '1000000'))
+    if not os.access(tap, os.X_OK):
+        raise SystemExit('%s not built' % tap)
+    rng = random.Random(20261126)
+    tmp = tempfile.mkdtemp(prefix='bench_tap_match.')
+    try:
+        log = os.path.join(tmp, 'dbmail.log')
+        t0 = time.perf_counter()
+        expected = generate(log, nlines, rng)
+        print('generated %d lines (%d IMAP failures, %.1f MB) in %.1f s'
+              % (nlines, expected, os.path.getsize(log) / 1e6, time.perf_counter() - t0))
+        cenv = dict(os.environ, LC_ALL='C')
+
+        # warm the page cache, then time each tool on the same file
+        run_timed(['cat', log])
+        t_tap, rss_tap, out = run_timed([tap, 'test', log, 'dbmail-imap'], repeat=5)
+        m = re.search(r'Lines:\s+(\d+) read, (\d+) matched, (\d+) ignored', out)
+        tap_lines, tap_matched, tap_ign = (int(x) for x in m.groups())
+        t_tapre, rss_tapre, out = run_timed([tap, 'test', log, SEED_REGEX], repeat=5)
+        m = re.search(r'Lines:\s+(\d+) read, (\d+) matched', out)
+        tapre_matched = int(m.group(2))
+        t_grep, rss_grep, out = run_timed(['grep', '-cE', GREP_REGEX, log], env=cenv, repeat=5)
+        grep_count = int(out.strip() or 0)
+
+        f2b = shutil.which('fail2ban-regex')
+        t_f2b = None
+        if f2b and os.environ.get('BENCH_F2B', '1') != '0':
+            t_f2b, rss_f2b, out = run_timed([f2b, log, SEED_REGEX])
+            m = re.search(r'Lines: (\d+) lines, (\d+) ignored, (\d+) matched', out)
+            f2b_matched = int(m.group(3)) if m else -1
+
+        print()
+        print('%-34s %10s %10s %10s' % ('tool', 'seconds', 'maxRSS MB', 'matched'))
+        print('%-34s %10.3f %10.1f %10d' % ('dbmail_tap test dbmail-imap', t_tap,
+                                            rss_tap / 1024, tap_matched))
+        print('%-34s %10.3f %10.1f %10d' % ('dbmail_tap test <seed regex>', t_tapre,
+                                            rss_tapre / 1024, tapre_matched))
+        print('%-34s %10.3f %10.1f %10d' % ('LC_ALL=C grep -cE', t_grep, rss_grep / 1024,
+                                            grep_count))
+        if t_f2b is not None:
+            print('%-34s %10.3f %10.1f %10d' % ('fail2ban-regex <seed regex>', t_f2b,
+                                                rss_f2b / 1024, f2b_matched))
+        print()
+        ok = True
+
+        def verdict(name, good, text):
+            nonlocal ok
+            ok = ok and good
+            print('%-4s %s: %s' % ('PASS' if good else 'FAIL', name, text))
+
+        verdict('lines', tap_lines == nlines, '%d of %d counted' % (tap_lines, nlines))
+        verdict('matches', tap_matched == expected == grep_count == tapre_matched,
+                'dbmail-imap %d, seed regex %d, grep %d, generated %d'
+                % (tap_matched, tapre_matched, grep_count, expected))
+        verdict('vs grep (filter)', t_tap <= 2 * t_grep,
+                'dbmail_tap/grep time ratio %.2f (target <= 2)' % (t_tap / t_grep))
+        verdict('vs grep (seed regex)', t_tapre <= 2 * t_grep,
+                'dbmail_tap/grep time ratio %.2f (target <= 2)' % (t_tapre / t_grep))
+        if t_f2b is not None:
+            verdict('vs fail2ban-regex', t_f2b / t_tap >= 100,
+                    'fail2ban-regex/dbmail_tap time ratio %.0fx (target >= 100x), '
+                    'RSS %.1f MB vs %.1f MB' % (t_f2b / t_tap, rss_f2b / 1024, rss_tap / 1024))
+        else:
+            print('SKIP vs fail2ban-regex: fail2ban-regex not installed')
+        return 0 if ok else 1
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
