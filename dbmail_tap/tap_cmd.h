@@ -8,6 +8,10 @@
 
 #define TAP_DEFAULT_CONFIG "/etc/mailguard/dbmail_tap.conf"
 
+#ifndef TAP_VERSION
+#define TAP_VERSION "0.1.0"
+#endif
+
 int tap_cmd_run(int argc, char **argv);   /* the daemon */
 int tap_cmd_test(int argc, char **argv);  /* fail2ban-regex-like matcher test */
 int tap_cmd_bans(int argc, char **argv);  /* list live bans */

@@ -1,0 +1,332 @@
+/*
+ * `dbmail_tap bans`, `ban` and `unban`: the operator's view of the shared
+ * ban set, through the configuration's redis and prefix.  Exit 0 on
+ * success, 1 when the configuration or Redis fails, 2 on usage errors
+ * (a bad address or duration included); every error is one line.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "mg_policy.h"
+#include "mg_store.h"
+#include "tap_cmd.h"
+#include "tap_config.h"
+
+typedef struct bans_opts {
+    const char *config;
+    int all;
+    int help;
+    char **args;
+    int nargs;
+} bans_opts_t;
+
+static int parse_opts(int argc, char **argv, const char *name, int allow_all, bans_opts_t *o)
+{
+    static const struct option opts[] = {
+        { "config", required_argument, NULL, 'c' },
+        { "all", no_argument, NULL, 'a' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 }
+    };
+    int c;
+
+    memset(o, 0, sizeof(*o));
+    o->config = TAP_DEFAULT_CONFIG;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            o->config = optarg;
+            break;
+        case 'a':
+            if (!allow_all) {
+                fprintf(stderr, "dbmail_tap %s: unknown option '--all'\n", name);
+                return 2;
+            }
+            o->all = 1;
+            break;
+        case 'h':
+            o->help = 1;
+            return 0;
+        default:
+            if (optopt == 'c') {
+                fprintf(stderr, "dbmail_tap %s: -c needs a FILE\n", name);
+            }
+            else {
+                fprintf(stderr, "dbmail_tap %s: unknown option '%s'\n", name, argv[optind - 1]);
+            }
+            return 2;
+        }
+    }
+    o->args = argv + optind;
+    o->nargs = argc - optind;
+    return 0;
+}
+
+/* Config and store; 0 or 1 (error printed). */
+static int open_store(const char *name, const char *config, tap_config_t **cfg,
+                      mg_store_t **st)
+{
+    char err[TAP_CONFIG_ERRLEN];
+    mg_store_cfg_t sc;
+
+    if (tap_config_load(config, cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "dbmail_tap %s: %s\n", name, err);
+        return 1;
+    }
+    memset(&sc, 0, sizeof(sc));
+    sc.url = (*cfg)->redis_url;
+    sc.prefix = (*cfg)->prefix;
+    sc.connect_timeout_ms = 2000;
+    sc.command_timeout_ms = 5000;
+    *st = mg_store_new(&sc);
+    if (*st == NULL) {
+        fprintf(stderr, "dbmail_tap %s: out of memory\n", name);
+        tap_config_free(*cfg);
+        return 1;
+    }
+    return 0;
+}
+
+static void fmt_expiry(int64_t expiry, int64_t now, char *when, size_t wl, char *left, size_t ll)
+{
+    if (expiry == MG_EXPIRY_NEVER) {
+        snprintf(when, wl, "never");
+        snprintf(left, ll, "permanent");
+        return;
+    }
+    {
+        time_t t = (time_t)expiry;
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(when, wl, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        mg_duration_format(expiry > now ? expiry - now : 0, left, ll);
+    }
+}
+
+typedef struct ban_row {
+    mg_addr_t key;
+    int64_t expiry;
+} ban_row_t;
+
+typedef struct rows {
+    ban_row_t *v;
+    size_t n, cap;
+} rows_t;
+
+static int collect(void *baton, const mg_addr_t *key, int64_t expiry)
+{
+    rows_t *r = baton;
+    if (r->n == r->cap) {
+        size_t ncap = r->cap ? r->cap * 2 : 64;
+        ban_row_t *nv = realloc(r->v, ncap * sizeof(*nv));
+        if (nv == NULL) {
+            return -1;
+        }
+        r->v = nv;
+        r->cap = ncap;
+    }
+    r->v[r->n].key = *key;
+    r->v[r->n].expiry = expiry;
+    r->n++;
+    return 0;
+}
+
+static int row_cmp(const void *a, const void *b)
+{
+    const ban_row_t *x = a, *y = b;
+    if (x->expiry != y->expiry) {
+        return x->expiry < y->expiry ? -1 : 1;
+    }
+    return memcmp(x->key.a, y->key.a, 16);
+}
+
+int tap_cmd_bans(int argc, char **argv)
+{
+    bans_opts_t o;
+    tap_config_t *cfg = NULL;
+    mg_store_t *st = NULL;
+    rows_t rows = { 0 };
+    int64_t now = (int64_t)time(NULL);
+    int rc;
+
+    if ((rc = parse_opts(argc, argv, "bans", 0, &o)) != 0) {
+        return rc;
+    }
+    if (o.help) {
+        printf("usage: dbmail_tap bans [-c FILE]\n\n"
+               "List the live bans of the shared set (every jail, the webmail's too):\n"
+               "address, expiry (UTC) and time left, soonest expiry first.\n"
+               "  -c, --config FILE   configuration (default %s)\n", TAP_DEFAULT_CONFIG);
+        return 0;
+    }
+    if (o.nargs > 0) {
+        fprintf(stderr, "dbmail_tap bans: unexpected argument '%s'\n", o.args[0]);
+        return 2;
+    }
+    if (open_store("bans", o.config, &cfg, &st) != 0) {
+        return 1;
+    }
+    if (mg_store_list(st, now, collect, &rows, NULL) != 0) {
+        fprintf(stderr, "dbmail_tap bans: redis: %s\n", mg_store_error(st));
+        rc = 1;
+        goto end;
+    }
+    qsort(rows.v, rows.n, sizeof(*rows.v), row_cmp);
+    printf("%-45s %-21s %s\n", "ADDRESS", "EXPIRES", "LEFT");
+    for (size_t i = 0; i < rows.n; i++) {
+        char txt[MG_ADDR_STRLEN], when[32], left[32];
+        mg_addr_format(&rows.v[i].key, txt, sizeof(txt));
+        fmt_expiry(rows.v[i].expiry, now, when, sizeof(when), left, sizeof(left));
+        printf("%-45s %-21s %s\n", txt, when, left);
+    }
+    printf("%zu live ban%s\n", rows.n, rows.n == 1 ? "" : "s");
+end:
+    free(rows.v);
+    mg_store_free(st);
+    tap_config_free(cfg);
+    return rc;
+}
+
+/* Address or prefix exactly as given (no implicit /64 for a manual ban). */
+static int parse_target(const char *name, const char *text, mg_addr_t *key)
+{
+    const char *why = NULL;
+
+    if (mg_cidr_parse(text, key, &why) != 0) {
+        fprintf(stderr, "dbmail_tap %s: bad address '%s': %s\n", name, text,
+                why ? why : "not an address");
+        return -1;
+    }
+    return 0;
+}
+
+static int64_t default_bantime(const tap_config_t *cfg)
+{
+    for (size_t j = 0; j < cfg->njails; j++) {
+        if (cfg->jails[j].enabled) {
+            return cfg->jails[j].policy.bantime;
+        }
+    }
+    return 3600;
+}
+
+int tap_cmd_ban(int argc, char **argv)
+{
+    bans_opts_t o;
+    tap_config_t *cfg = NULL;
+    mg_store_t *st = NULL;
+    mg_addr_t key;
+    int64_t secs = -1, expiry, now = (int64_t)time(NULL);
+    char txt[MG_ADDR_STRLEN], when[32], left[32];
+    int rc;
+
+    if ((rc = parse_opts(argc, argv, "ban", 0, &o)) != 0) {
+        return rc;
+    }
+    if (o.help) {
+        printf("usage: dbmail_tap ban ADDR [DURATION] [-c FILE]\n\n"
+               "Ban an address (203.0.113.5, 2001:db8::5) or a prefix (2001:db8:1:2::/64)\n"
+               "in the shared set, for DURATION (30s, 10m, 1h, 2d, 1w, 1h30m; `permanent`\n"
+               "for no end).  Without DURATION: the bantime of the first enabled jail.\n"
+               "Every webmail server and firewall following the set applies it at once.\n"
+               "  -c, --config FILE   configuration (default %s)\n", TAP_DEFAULT_CONFIG);
+        return 0;
+    }
+    if (o.nargs < 1 || o.nargs > 2) {
+        fprintf(stderr, "dbmail_tap ban: usage: dbmail_tap ban ADDR [DURATION] [-c FILE]\n");
+        return 2;
+    }
+    if (parse_target("ban", o.args[0], &key) != 0) {
+        return 2;
+    }
+    if (o.nargs == 2) {
+        const char *why = NULL;
+        if (strcasecmp(o.args[1], "permanent") == 0 || strcasecmp(o.args[1], "forever") == 0) {
+            secs = 0;
+        }
+        else if (mg_duration_parse(o.args[1], &secs, &why) != 0 || secs <= 0) {
+            fprintf(stderr, "dbmail_tap ban: bad duration '%s': %s\n", o.args[1],
+                    why ? why : "must be more than 0");
+            return 2;
+        }
+    }
+    if (open_store("ban", o.config, &cfg, &st) != 0) {
+        return 1;
+    }
+    if (secs < 0) {
+        secs = default_bantime(cfg);
+    }
+    expiry = secs == 0 ? MG_EXPIRY_NEVER : now + secs;
+    if (mg_store_ban(st, &key, expiry, "manual") != 0) {
+        fprintf(stderr, "dbmail_tap ban: redis: %s\n", mg_store_error(st));
+        rc = 1;
+        goto end;
+    }
+    mg_addr_format(&key, txt, sizeof(txt));
+    fmt_expiry(expiry, now, when, sizeof(when), left, sizeof(left));
+    printf("banned %s until %s (%s)\n", txt, when, left);
+end:
+    mg_store_free(st);
+    tap_config_free(cfg);
+    return rc;
+}
+
+int tap_cmd_unban(int argc, char **argv)
+{
+    bans_opts_t o;
+    tap_config_t *cfg = NULL;
+    mg_store_t *st = NULL;
+    mg_addr_t key;
+    int rc;
+
+    if ((rc = parse_opts(argc, argv, "unban", 1, &o)) != 0) {
+        return rc;
+    }
+    if (o.help) {
+        printf("usage: dbmail_tap unban ADDR|--all [-c FILE]\n\n"
+               "Lift the ban of an address or prefix (as `dbmail_tap bans` lists it), or\n"
+               "every ban with --all.  Failure history used for escalation is kept.\n"
+               "  -c, --config FILE   configuration (default %s)\n", TAP_DEFAULT_CONFIG);
+        return 0;
+    }
+    if ((o.all && o.nargs != 0) || (!o.all && o.nargs != 1)) {
+        fprintf(stderr, "dbmail_tap unban: usage: dbmail_tap unban ADDR|--all [-c FILE]\n");
+        return 2;
+    }
+    if (!o.all && parse_target("unban", o.args[0], &key) != 0) {
+        return 2;
+    }
+    if (open_store("unban", o.config, &cfg, &st) != 0) {
+        return 1;
+    }
+    if (o.all) {
+        unsigned count = 0;
+        if (mg_store_unban_all(st, &count) != 0) {
+            fprintf(stderr, "dbmail_tap unban: redis: %s\n", mg_store_error(st));
+            rc = 1;
+            goto end;
+        }
+        printf("unbanned %u address%s\n", count, count == 1 ? "" : "es");
+    }
+    else {
+        int removed = 0;
+        char txt[MG_ADDR_STRLEN];
+        if (mg_store_unban(st, &key, &removed) != 0) {
+            fprintf(stderr, "dbmail_tap unban: redis: %s\n", mg_store_error(st));
+            rc = 1;
+            goto end;
+        }
+        mg_addr_format(&key, txt, sizeof(txt));
+        printf(removed ? "unbanned %s\n" : "%s was not banned\n", txt);
+    }
+end:
+    mg_store_free(st);
+    tap_config_free(cfg);
+    return rc;
+}

@@ -1,0 +1,743 @@
+/*
+ * `dbmail_tap run`: the daemon.
+ *
+ * Three threads, each with one job and its own Redis connection:
+ *   - the reader (main thread) follows the logs, matches lines, applies
+ *     ignoreip and the IPv6 ban prefix and queues each failure with the
+ *     time its line was read (DBMail's own timestamps carry no year and no
+ *     zone).  It never talks to Redis, so Redis can never stall it.
+ *   - the writer takes the queue in batches (the store's pipelined batch
+ *     call) as soon as anything is queued, so a failure line becomes a ban
+ *     in Redis about a round trip after it is written; while Redis is away
+ *     the failures wait in the queue and go out when it returns.
+ *   - the firewall keeper (banaction other than none) applies ban and
+ *     unban events as they are published and re-reads the live ban set
+ *     every TAP_FW_SYNC_MS, so bans made by the webmail module, bare ZREMs
+ *     and missed events all reach the firewall.
+ * Signals are taken by the reader through a signalfd: SIGTERM/SIGINT stop
+ * reading, let the writer flush what Redis will take, save the state and
+ * exit 0; SIGHUP reopens the logs.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mg_store.h"
+#include "tap_cmd.h"
+#include "tap_config.h"
+#include "tap_firewall.h"
+#include "tap_follow.h"
+#include "tap_log.h"
+#include "tap_match.h"
+#include "tap_queue.h"
+#include "tap_state.h"
+
+#define TAP_BATCH 4096              /* failures per writer round */
+#define TAP_FLUSH_MS 10000          /* longest flush at SIGTERM */
+#define TAP_STATE_MS 1000           /* statefile written at most this often */
+#define TAP_FW_SYNC_MS 5000         /* full firewall resync period */
+#define TAP_WRITER_TIMEOUT_MS 2000  /* Redis command timeout for batches */
+
+typedef struct file_jails {
+    uint8_t *jails;
+    size_t n;
+} file_jails_t;
+
+typedef struct run {
+    tap_config_t *cfg;
+    tap_jail_t **jails;             /* enabled jails; index = tap_failure_t.jail */
+    size_t njails;
+    file_jails_t *files;
+    unsigned nfiles;
+    tap_follow_t *fol;
+    tap_queue_t *q;
+    mg_store_cfg_t scfg;
+    atomic_int stop;                /* 1: stop reading; writer flushes */
+    /* reader scratch */
+    tap_failure_t *pend;
+    size_t npend, cappend;
+    unsigned cur_file;
+    uint32_t cur_gen;
+    const char *cur_buf;
+    int64_t cur_base, cur_now;
+    uint8_t cur_jail;
+    uint64_t failures, ignored_ip, dropped;
+    int overflowing;
+    /* statefile */
+    uint64_t saved_changes;
+    size_t saved_qlen;
+    int state_err_logged;
+} run_t;
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Sleep up to ms, waking early when the daemon stops. */
+static void nap(run_t *r, int ms)
+{
+    while (ms > 0 && !atomic_load(&r->stop)) {
+        struct timespec ts = { 0, 50 * 1000000L };
+        if (ms < 50) {
+            ts.tv_nsec = (long)ms * 1000000L;
+        }
+        nanosleep(&ts, NULL);
+        ms -= 50;
+    }
+}
+
+/* ---- reader ---- */
+
+static int on_match(void *baton, tap_outcome_t outcome, const mg_addr_t *addr,
+                    const char *line, size_t len)
+{
+    run_t *r = baton;
+    const tap_jail_t *j = r->jails[r->cur_jail];
+    tap_failure_t *f;
+
+    (void)len;
+    if (outcome != TAP_FAILURE || addr == NULL) {
+        return 0;
+    }
+    if (mg_cidrset_contains(j->ignoreip, addr)) {
+        r->ignored_ip++;
+        return 0;
+    }
+    if (r->npend == r->cappend) {
+        size_t ncap = r->cappend ? r->cappend * 2 : 64;
+        tap_failure_t *np = realloc(r->pend, ncap * sizeof(*np));
+        if (np == NULL) {
+            tap_error("MG0603: out of memory: a failure was not counted");
+            return 0;
+        }
+        r->pend = np;
+        r->cappend = ncap;
+    }
+    f = &r->pend[r->npend++];
+    memset(f, 0, sizeof(*f));
+    mg_addr_ban_key(addr, j->ipv6prefix, &f->key);
+    f->jail = r->cur_jail;
+    f->file = (uint16_t)r->cur_file;
+    f->gen = r->cur_gen;
+    f->time_ms = r->cur_now;
+    f->off = line != NULL ? r->cur_base + (int64_t)(line - r->cur_buf) : r->cur_base;
+    return 0;
+}
+
+static int off_cmp(const void *a, const void *b)
+{
+    const tap_failure_t *x = a, *y = b;
+    return x->off < y->off ? -1 : x->off > y->off;
+}
+
+static void on_lines(void *baton, unsigned file, uint32_t gen, const char *buf, size_t len,
+                     int64_t base_off)
+{
+    run_t *r = baton;
+    const file_jails_t *fj = &r->files[file];
+
+    r->cur_file = file;
+    r->cur_gen = gen;
+    r->cur_buf = buf;
+    r->cur_base = base_off;
+    r->cur_now = wall_ms();
+    r->npend = 0;
+    for (size_t i = 0; i < fj->n; i++) {
+        r->cur_jail = fj->jails[i];
+        tap_scan_block(r->jails[fj->jails[i]]->matcher, buf, len, 0, on_match, r, NULL);
+    }
+    if (r->npend == 0) {
+        return;
+    }
+    /* Queue order must follow file order: the statefile points at the
+     * oldest unstored failure and everything after it is read again. */
+    if (fj->n > 1) {
+        qsort(r->pend, r->npend, sizeof(*r->pend), off_cmp);
+    }
+    for (size_t i = 0; i < r->npend; i++) {
+        if (tap_queue_push(r->q, &r->pend[i]) != 0) {
+            r->dropped++;
+            if (!r->overflowing) {
+                tap_error("MG0623: failure queue full (%zu): dropping the oldest failures",
+                          (size_t)TAP_QUEUE_DEFAULT_CAPACITY);
+                r->overflowing = 1;
+            }
+        }
+    }
+    r->failures += r->npend;
+    tap_queue_kick(r->q);
+}
+
+static void save_state(run_t *r, int force)
+{
+    unsigned n = tap_follow_count(r->fol);
+    tap_state_entry_t *v;
+    size_t k = 0, qlen = tap_queue_len(r->q);
+    uint64_t changes = tap_follow_changes(r->fol);
+    char err[512];
+
+    if (!force && changes == r->saved_changes && qlen == r->saved_qlen) {
+        return;
+    }
+    if (qlen == 0) {
+        r->overflowing = 0;
+    }
+    v = calloc(n ? n : 1, sizeof(*v));
+    if (v == NULL) {
+        return;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        uint32_t gen;
+        int64_t off;
+        if (!tap_follow_position(r->fol, i, &v[k].pos, &gen)) {
+            continue;
+        }
+        if (tap_queue_first_offset(r->q, (uint16_t)i, gen, &off) && off < v[k].pos.off) {
+            v[k].pos.off = off;
+        }
+        v[k].path = (char *)tap_follow_path(r->fol, i);
+        k++;
+    }
+    if (tap_state_save(r->cfg->statefile, v, k, err, sizeof(err)) != 0) {
+        if (!r->state_err_logged) {
+            tap_error("MG0630: cannot write the statefile: %s", err);
+            r->state_err_logged = 1;
+        }
+    }
+    else {
+        if (r->state_err_logged) {
+            tap_notice("MG0631: statefile %s written again", r->cfg->statefile);
+        }
+        r->state_err_logged = 0;
+        r->saved_changes = changes;
+        r->saved_qlen = qlen;
+    }
+    free(v);
+}
+
+/* ---- writer ---- */
+
+static void log_ban(const tap_jail_t *j, const mg_addr_t *key, const mg_record_result_t *res)
+{
+    char txt[MG_ADDR_STRLEN], until[32];
+
+    mg_addr_format(key, txt, sizeof(txt));
+    if (res->expiry == MG_EXPIRY_NEVER) {
+        snprintf(until, sizeof(until), "forever");
+    }
+    else {
+        time_t t = (time_t)res->expiry;
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(until, sizeof(until), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    }
+    tap_notice("MG0621: Ban %s [%s] after %u failures until %s (ban #%u)", txt, j->name,
+               res->count, until, res->bans);
+}
+
+static void *writer_main(void *arg)
+{
+    run_t *r = arg;
+    mg_store_cfg_t scfg = r->scfg;
+    mg_store_t *st;
+    tap_failure_t *batch = malloc(TAP_BATCH * sizeof(*batch));
+    mg_addr_t *keys = malloc(TAP_BATCH * sizeof(*keys));
+    int64_t *times = malloc(TAP_BATCH * sizeof(*times));
+    mg_record_result_t *res = malloc(TAP_BATCH * sizeof(*res));
+    int down = 0, backoff = 100;
+    int64_t flush_deadline = 0;
+
+    scfg.command_timeout_ms = TAP_WRITER_TIMEOUT_MS;
+    st = mg_store_new(&scfg);
+    if (st == NULL || batch == NULL || keys == NULL || times == NULL || res == NULL) {
+        tap_error("MG0604: out of memory starting the Redis writer");
+        goto end;
+    }
+    for (;;) {
+        uint64_t seq;
+        size_t n, i = 0, stored = 0;
+        int failed = 0;
+        int stopping = atomic_load(&r->stop);
+
+        if (stopping && flush_deadline == 0) {
+            flush_deadline = mono_ms() + TAP_FLUSH_MS;
+        }
+        n = tap_queue_peek_wait(r->q, batch, TAP_BATCH, stopping ? 0 : 1000, &seq);
+        if (n == 0) {
+            if (stopping) {
+                break;
+            }
+            continue;
+        }
+        while (i < n && !failed) {
+            size_t k = 0, done = 0;
+            uint8_t jail = batch[i].jail;
+            const tap_jail_t *j = r->jails[jail];
+            while (i + k < n && batch[i + k].jail == jail) {
+                keys[k] = batch[i + k].key;
+                times[k] = batch[i + k].time_ms;
+                k++;
+            }
+            if (mg_store_record_failures(st, j->name, &j->policy, k, keys, times, res, &done)
+                != 0) {
+                failed = 1;
+            }
+            for (size_t m = 0; m < done; m++) {
+                if (res[m].banned) {
+                    log_ban(j, &keys[m], &res[m]);
+                }
+            }
+            stored += done;
+            i += k;
+        }
+        tap_queue_pop(r->q, seq, stored);
+        if (failed) {
+            if (!down) {
+                tap_error("MG0620: Redis unavailable (%s): failures are queued until it returns",
+                          mg_store_error(st));
+                down = 1;
+            }
+            if (stopping) {
+                break;
+            }
+            nap(r, backoff);
+            backoff = backoff * 2 > 2000 ? 2000 : backoff * 2;
+            continue;
+        }
+        if (down) {
+            tap_notice("MG0622: Redis is back: queued failures sent");
+            down = 0;
+        }
+        backoff = 100;
+        if (stopping && mono_ms() > flush_deadline) {
+            break;
+        }
+    }
+    if (tap_queue_len(r->q) > 0) {
+        tap_warn("MG0624: %zu failures not stored in Redis at exit: they are read again at the next start",
+                 tap_queue_len(r->q));
+    }
+end:
+    mg_store_free(st);
+    free(batch);
+    free(keys);
+    free(times);
+    free(res);
+    return NULL;
+}
+
+/* ---- firewall keeper ---- */
+
+typedef struct banlist {
+    tap_fw_ban_t *v;
+    size_t n, cap;
+} banlist_t;
+
+static int list_add(void *baton, const mg_addr_t *key, int64_t expiry)
+{
+    banlist_t *b = baton;
+    if (b->n == b->cap) {
+        size_t ncap = b->cap ? b->cap * 2 : 256;
+        tap_fw_ban_t *nv = realloc(b->v, ncap * sizeof(*nv));
+        if (nv == NULL) {
+            return -1;
+        }
+        b->v = nv;
+        b->cap = ncap;
+    }
+    b->v[b->n].key = *key;
+    b->v[b->n].expiry = expiry;
+    b->n++;
+    return 0;
+}
+
+static void *firewall_main(void *arg)
+{
+    run_t *r = arg;
+    tap_fw_t *fw = tap_fw_new(r->cfg->banaction, r->cfg->ports, r->cfg->nports);
+    mg_store_t *sub = mg_store_new(&r->scfg), *cmd = mg_store_new(&r->scfg);
+    int subscribed = 0, sub_err_logged = 0, list_err_logged = 0;
+    int64_t next_sync = 0;
+    banlist_t bl = { 0 };
+    tap_fw_ban_t evb[256];
+    mg_addr_t evu[256];
+
+    if (fw == NULL || sub == NULL || cmd == NULL) {
+        tap_error("MG0605: out of memory starting the firewall keeper");
+        goto end;
+    }
+    tap_info("MG0643: firewall action %s on ports of %zu entries", tap_banaction_name(r->cfg->banaction),
+             r->cfg->nports);
+    while (!atomic_load(&r->stop)) {
+        mg_store_event_t ev;
+        int rc;
+
+        if (!subscribed) {
+            if (mg_store_subscribe(sub) == 0) {
+                subscribed = 1;
+                sub_err_logged = 0;
+                next_sync = 0;  /* events may have been missed meanwhile */
+            }
+            else if (!sub_err_logged) {
+                tap_error("MG0644: cannot subscribe to ban events (%s): retrying",
+                          mg_store_error(sub));
+                sub_err_logged = 1;
+            }
+        }
+        if (mono_ms() >= next_sync) {
+            bl.n = 0;
+            next_sync = mono_ms() + TAP_FW_SYNC_MS;
+            if (mg_store_list(cmd, (int64_t)time(NULL), list_add, &bl, NULL) == 0) {
+                list_err_logged = 0;
+                if (tap_fw_sync(fw, bl.v, bl.n, (int64_t)time(NULL)) != 0) {
+                    next_sync = mono_ms() + 1000;
+                }
+            }
+            else {
+                if (!list_err_logged) {
+                    tap_warn("MG0645: cannot read the ban set (%s): firewall keeps what it has",
+                             mg_store_error(cmd));
+                    list_err_logged = 1;
+                }
+                next_sync = mono_ms() + 1000;
+            }
+        }
+        if (!subscribed) {
+            nap(r, 250);
+            continue;
+        }
+        rc = mg_store_next_event(sub, 250, &ev);
+        if (rc < 0) {
+            subscribed = 0;
+            continue;
+        }
+        if (rc == 1) {
+            size_t nb = 0, nu = 0;
+            do {
+                if (ev.is_ban) {
+                    evb[nb].key = ev.key;
+                    evb[nb].expiry = ev.expiry;
+                    nb++;
+                }
+                else {
+                    evu[nu++] = ev.key;
+                }
+            } while (nb < 256 && nu < 256 && (rc = mg_store_next_event(sub, 0, &ev)) == 1);
+            if (rc < 0) {
+                subscribed = 0;
+            }
+            if (tap_fw_update(fw, evb, nb, evu, nu, (int64_t)time(NULL)) != 0) {
+                next_sync = mono_ms() + 1000;
+            }
+        }
+    }
+end:
+    free(bl.v);
+    mg_store_free(sub);
+    mg_store_free(cmd);
+    tap_fw_free(fw);
+    return NULL;
+}
+
+/* ---- setup ---- */
+
+static void usage(FILE *fp)
+{
+    fprintf(fp,
+            "usage: dbmail_tap run [-c FILE] [--log-level LEVEL] [--poll]\n"
+            "\n"
+            "Follow the logpath files of every enabled jail, count failed logins in\n"
+            "Redis and keep the firewall (banaction) in step with the live bans.\n"
+            "Runs in the foreground and logs to stderr.\n"
+            "\n"
+            "  -c, --config FILE    configuration (default %s)\n"
+            "  --log-level LEVEL    error, warning, notice (default), info, debug\n"
+            "  --poll               poll the files instead of using inotify\n"
+            "  -h, --help           this text\n"
+            "\n"
+            "Signals: SIGTERM/SIGINT store what is queued, save the state and exit 0;\n"
+            "SIGHUP reopens the log files.\n",
+            TAP_DEFAULT_CONFIG);
+}
+
+static int add_files(run_t *r, const tap_state_t *state)
+{
+    for (size_t j = 0; j < r->njails; j++) {
+        const tap_jail_t *jl = r->jails[j];
+        for (size_t p = 0; p < jl->nlogpaths; p++) {
+            unsigned idx, n = tap_follow_count(r->fol);
+            file_jails_t *fj;
+            for (idx = 0; idx < n; idx++) {
+                if (strcmp(tap_follow_path(r->fol, idx), jl->logpaths[p]) == 0) {
+                    break;
+                }
+            }
+            if (idx == n) {
+                file_jails_t *nf;
+                if (n >= UINT16_MAX) {
+                    tap_error("MG0606: too many log files");
+                    return -1;
+                }
+                if (tap_follow_add(r->fol, jl->logpaths[p],
+                                   tap_state_find(state, jl->logpaths[p])) < 0) {
+                    return -1;
+                }
+                nf = realloc(r->files, (n + 1) * sizeof(*nf));
+                if (nf == NULL) {
+                    return -1;
+                }
+                r->files = nf;
+                r->files[n].jails = NULL;
+                r->files[n].n = 0;
+                r->nfiles = n + 1;
+            }
+            fj = &r->files[idx];
+            {
+                int dup = 0;
+                for (size_t k = 0; k < fj->n; k++) {
+                    dup |= fj->jails[k] == j;
+                }
+                if (!dup) {
+                    uint8_t *nj = realloc(fj->jails, fj->n + 1);
+                    if (nj == NULL) {
+                        return -1;
+                    }
+                    fj->jails = nj;
+                    fj->jails[fj->n++] = (uint8_t)j;
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+int tap_cmd_run(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "config", required_argument, NULL, 'c' },
+        { "log-level", required_argument, NULL, 'l' },
+        { "poll", no_argument, NULL, 'p' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 }
+    };
+    const char *config = TAP_DEFAULT_CONFIG;
+    char err[TAP_CONFIG_ERRLEN];
+    run_t r;
+    tap_state_t state = { 0 };
+    sigset_t sigs;
+    int c, sfd = -1, use_inotify = 1, rc = 1;
+    pthread_t writer, keeper;
+    int have_writer = 0, have_keeper = 0;
+    unsigned bad = 0;
+
+    memset(&r, 0, sizeof(r));
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "+c:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            config = optarg;
+            break;
+        case 'l': {
+            tap_log_level_t lv;
+            if (tap_log_parse_level(optarg, &lv) != 0) {
+                fprintf(stderr, "dbmail_tap run: unknown log level '%s'\n", optarg);
+                return 2;
+            }
+            tap_log_set_level(lv);
+            break;
+        }
+        case 'p':
+            use_inotify = 0;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            fprintf(stderr, "dbmail_tap run: unknown option '%s'\n", argv[optind - 1]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "dbmail_tap run: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+    if (tap_config_load(config, &r.cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "dbmail_tap: %s\n", err);
+        return 1;
+    }
+    for (size_t j = 0; j < r.cfg->njails; j++) {
+        if (r.cfg->jails[j].enabled) {
+            r.njails++;
+        }
+    }
+    if (r.njails == 0) {
+        fprintf(stderr, "dbmail_tap: %s: no enabled jail\n", config);
+        goto end;
+    }
+    if (r.njails > 255) {
+        fprintf(stderr, "dbmail_tap: %s: more than 255 enabled jails\n", config);
+        goto end;
+    }
+    r.jails = calloc(r.njails, sizeof(*r.jails));
+    r.q = tap_queue_new(TAP_QUEUE_DEFAULT_CAPACITY);
+    r.fol = tap_follow_new(on_lines, &r, use_inotify);
+    if (r.jails == NULL || r.q == NULL || r.fol == NULL) {
+        fprintf(stderr, "dbmail_tap: out of memory\n");
+        goto end;
+    }
+    r.njails = 0;
+    for (size_t j = 0; j < r.cfg->njails; j++) {
+        if (r.cfg->jails[j].enabled) {
+            r.jails[r.njails++] = &r.cfg->jails[j];
+        }
+    }
+    memset(&r.scfg, 0, sizeof(r.scfg));
+    r.scfg.url = r.cfg->redis_url;
+    r.scfg.prefix = r.cfg->prefix;
+    r.scfg.connect_timeout_ms = 500;
+    r.scfg.command_timeout_ms = 1000;
+
+    if (tap_state_load(r.cfg->statefile, &state, &bad, err, sizeof(err)) != 0) {
+        tap_warn("MG0632: cannot read the statefile (%s): files start at their end", err);
+    }
+    else if (bad > 0) {
+        tap_warn("MG0633: %s: %u unreadable lines ignored", r.cfg->statefile, bad);
+    }
+    if (add_files(&r, &state) != 0) {
+        fprintf(stderr, "dbmail_tap: out of memory\n");
+        goto end;
+    }
+
+    /* Every thread inherits this mask; the reader takes them by signalfd. */
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    sfd = signalfd(-1, &sigs, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (sfd < 0) {
+        tap_error("MG0607: signalfd: %s", strerror(errno));
+        goto end;
+    }
+    {
+        char red[512];
+        mg_store_url_redacted(&r.cfg->redis_url, red, sizeof(red));
+        tap_notice("MG0600: dbmail_tap %s starting: %zu jails, %u files, redis %s, banaction %s",
+                   TAP_VERSION, r.njails, tap_follow_count(r.fol), red,
+                   tap_banaction_name(r.cfg->banaction));
+    }
+    if (pthread_create(&writer, NULL, writer_main, &r) != 0) {
+        tap_error("MG0608: cannot start the Redis writer");
+        goto end;
+    }
+    have_writer = 1;
+    if (r.cfg->banaction != TAP_BANACTION_NONE) {
+        if (pthread_create(&keeper, NULL, firewall_main, &r) != 0) {
+            tap_error("MG0609: cannot start the firewall keeper");
+            goto stop;
+        }
+        have_keeper = 1;
+    }
+    tap_follow_start(r.fol);
+    {
+        int64_t next_state = mono_ms() + TAP_STATE_MS;
+        for (;;) {
+            struct pollfd pf[2];
+            int np = 1, tmo = tap_follow_timeout(r.fol);
+            int64_t ds = next_state - mono_ms();
+            if (ds < tmo) {
+                tmo = ds < 0 ? 0 : (int)ds;
+            }
+            pf[0].fd = sfd;
+            pf[0].events = POLLIN;
+            if (tap_follow_fd(r.fol) >= 0) {
+                pf[1].fd = tap_follow_fd(r.fol);
+                pf[1].events = POLLIN;
+                np = 2;
+            }
+            if (poll(pf, (nfds_t)np, tmo) < 0 && errno != EINTR) {
+                tap_error("MG0610: poll: %s", strerror(errno));
+                break;
+            }
+            if (pf[0].revents & POLLIN) {
+                struct signalfd_siginfo si;
+                int quit = 0;
+                while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+                    if (si.ssi_signo == SIGHUP) {
+                        tap_notice("MG0601: SIGHUP: reopening the log files");
+                        tap_follow_reopen(r.fol);
+                    }
+                    else {
+                        quit = 1;
+                    }
+                }
+                if (quit) {
+                    tap_notice("MG0602: stopping: %" PRIu64 " lines, %" PRIu64
+                               " failures, %" PRIu64 " ignored by ignoreip, %" PRIu64
+                               " long lines skipped, %zu queued",
+                               tap_follow_lines(r.fol), r.failures, r.ignored_ip,
+                               tap_follow_skipped(r.fol), tap_queue_len(r.q));
+                    break;
+                }
+            }
+            if (np == 2 && (pf[1].revents & POLLIN)) {
+                tap_follow_events(r.fol);
+            }
+            tap_follow_tick(r.fol);
+            if (mono_ms() >= next_state) {
+                save_state(&r, 0);
+                next_state = mono_ms() + TAP_STATE_MS;
+            }
+        }
+    }
+    rc = 0;
+stop:
+    atomic_store(&r.stop, 1);
+    tap_queue_shutdown(r.q);
+    if (have_writer) {
+        pthread_join(writer, NULL);
+    }
+    if (have_keeper) {
+        pthread_join(keeper, NULL);
+    }
+    save_state(&r, 1);
+end:
+    if (sfd >= 0) {
+        close(sfd);
+    }
+    tap_state_free(&state);
+    tap_follow_free(r.fol);
+    tap_queue_free(r.q);
+    for (unsigned i = 0; i < r.nfiles; i++) {
+        free(r.files[i].jails);
+    }
+    free(r.files);
+    free(r.pend);
+    free(r.jails);
+    tap_config_free(r.cfg);
+    return rc;
+}
