@@ -1,0 +1,85 @@
+"""Redis going away never stops dbmail_tap reading, and loses nothing."""
+import signal
+import time
+
+import pytest
+
+from support.tap import TapDaemon, append, imap_fail, wait_for
+
+
+@pytest.fixture
+def tap(build_dir, tmp_path, redis_server):
+    t = TapDaemon(build_dir, tmp_path, redis_server, default={"maxretry": "5"})
+    open(t.logfile, "w").close()
+    yield t
+    t.kill()
+
+
+def test_failures_during_an_outage_reach_redis_when_it_returns(tap, redis_server):
+    tap.start()
+    append(tap.logfile, imap_fail("203.0.113.20"))
+    wait_for(lambda: tap.window("dbmail-imap", "203.0.113.20") == 1, what="before outage")
+    redis_server.stop()
+    # the restarted Redis is empty: the 5 queued failures alone must ban
+    lines = imap_fail("203.0.113.20") * 5 + "".join(
+        imap_fail("198.51.100.%d" % i) for i in range(1, 101))
+    append(tap.logfile, lines)
+    tap.wait_log("MG0620: Redis unavailable", timeout=5)
+    time.sleep(0.5)
+    assert tap.proc.poll() is None
+    redis_server.start()   # same port, empty: a real restart
+    wait_for(lambda: tap.banned("203.0.113.20"), timeout=10, what="ban after outage")
+    wait_for(lambda: all(tap.window("dbmail-imap", "198.51.100.%d" % i) == 1
+                         for i in (1, 50, 100)), timeout=10, what="queued failures")
+    tap.wait_log("MG0622: Redis is back")
+    n = len(tap.redis.cmd("KEYS", "mailguard:fail:dbmail-imap:198.51.100.*"))
+    assert n == 100
+    assert tap.stop() == 0
+
+
+def test_reading_goes_on_while_redis_is_down(tap, redis_server):
+    redis_server.stop()
+    tap.start()
+    append(tap.logfile, "".join(imap_fail("10.1.%d.%d" % (i // 200, i % 200)) for i in range(5000)))
+    # The statefile advances past nothing stored, but the reader keeps up:
+    # SIGHUP is answered at once, the daemon stays alive.
+    tap.send(signal.SIGHUP)
+    tap.wait_log("MG0601: SIGHUP", timeout=2)
+    assert tap.proc.poll() is None
+    redis_server.start()
+    wait_for(lambda: len(tap.redis.cmd("KEYS", "mailguard:fail:dbmail-imap:10.1.*")) == 5000,
+             timeout=20, what="all 5000")
+    assert tap.stop() == 0
+
+
+def test_stopped_during_an_outage_the_queued_failures_are_read_again_at_start(tap, redis_server):
+    tap.start()
+    append(tap.logfile, imap_fail("203.0.113.30") * 2)
+    wait_for(lambda: tap.window("dbmail-imap", "203.0.113.30") == 2, what="stored")
+    redis_server.stop()
+    append(tap.logfile, imap_fail("203.0.113.30") * 2 + imap_fail("203.0.113.31"))
+    tap.wait_log("MG0620: Redis unavailable", timeout=5)
+    assert tap.stop() == 0
+    tap.wait_log("MG0624: 3 failures not stored")
+    # Redis's data survived here: the restart re-reads exactly the unstored lines.
+    redis_server.start()
+    redis_server.cmd("ZADD", "mailguard:fail:dbmail-imap:203.0.113.30",
+                     int(time.time() * 1000) - 2000, "a")
+    redis_server.cmd("ZADD", "mailguard:fail:dbmail-imap:203.0.113.30",
+                     int(time.time() * 1000) - 1000, "b")
+    tap.start()
+    wait_for(lambda: tap.window("dbmail-imap", "203.0.113.31") == 1, what="re-read")
+    wait_for(lambda: tap.window("dbmail-imap", "203.0.113.30") == 4, what="2 + 2, no double")
+    time.sleep(0.3)
+    assert tap.window("dbmail-imap", "203.0.113.30") == 4
+    assert tap.stop() == 0
+
+
+def test_sigterm_with_redis_down_still_exits_0_promptly(tap, redis_server):
+    tap.start()
+    redis_server.stop()
+    append(tap.logfile, imap_fail("203.0.113.40"))
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    assert tap.stop() == 0
+    assert time.monotonic() - t0 < 5
