@@ -1,0 +1,214 @@
+/*
+ * Per-process Redis connections for request threads, and the circuit
+ * breaker every process shares.
+ *
+ * Connections are made lazily, in the child, by the first thread that
+ * needs one (never in the parent: a socket opened before fork would be
+ * shared by every child).  At most one per worker thread exists, so a
+ * thread never waits for another's connection; when all are busy the
+ * caller counts locally instead of queueing.
+ *
+ * The breaker lives in shared memory: once any process sees Redis fail,
+ * every request goes straight to the local windows until the retry time,
+ * then exactly one caller probes (a compare-and-swap on the retry time
+ * elects it).  The state change is also a compare-and-swap, so across all
+ * processes exactly one line is logged when Redis goes away and one when
+ * it returns.
+ */
+#include <string.h>
+
+#include "httpd.h"
+#include "http_config.h"
+#include "http_log.h"
+#include "ap_mpm.h"
+#include "apr_thread_mutex.h"
+
+#include "mod_mailguard.h"
+#include "mg_config.h"
+
+APLOG_USE_MODULE(mailguard);
+
+/* Request threads wait at most this long for Redis; the response is
+ * already sent, but a keep-alive connection's next request waits. */
+#define MG_POOL_CONNECT_MS 100
+#define MG_POOL_COMMAND_MS 100
+/* While Redis is down, one probe per this interval. */
+#define MG_BREAKER_RETRY apr_time_from_msec(1000)
+
+typedef struct mg_slot {
+    mg_store_t *st;
+    int busy;
+} mg_slot_t;
+
+static struct {
+    apr_thread_mutex_t *lock;
+    mg_slot_t *slots;
+    int size;
+} mg_pool;
+
+void mg_redis_store_cfg(server_rec *s, mg_store_cfg_t *cfg, int connect_ms, int command_ms)
+{
+    const mg_store_url_t *url = mg_srv_redis_url(s);
+
+    memset(cfg, 0, sizeof(*cfg));
+    if (url != NULL) {
+        cfg->url = *url;
+    }
+    cfg->prefix = mg_srv_key_prefix(s);
+    cfg->connect_timeout_ms = connect_ms;
+    cfg->command_timeout_ms = command_ms;
+}
+
+static apr_status_t mg_pool_cleanup(void *data)
+{
+    int i;
+
+    (void)data;
+    for (i = 0; i < mg_pool.size; i++) {
+        if (mg_pool.slots[i].st != NULL) {
+            mg_store_free(mg_pool.slots[i].st);
+            mg_pool.slots[i].st = NULL;
+        }
+    }
+    mg_pool.size = 0;
+    mg_pool.lock = NULL;
+    return APR_SUCCESS;
+}
+
+void mg_redis_child_init(apr_pool_t *pchild, server_rec *s)
+{
+    int threads = 1;
+    apr_status_t rv;
+
+    memset(&mg_pool, 0, sizeof(mg_pool));
+    if (!mg_srv_redis_enabled(s)) {
+        return;
+    }
+    if (ap_mpm_query(AP_MPMQ_MAX_THREADS, &threads) != APR_SUCCESS || threads < 1) {
+        threads = 1;
+    }
+    rv = apr_thread_mutex_create(&mg_pool.lock, APR_THREAD_MUTEX_DEFAULT, pchild);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, rv, s,
+                     "MG0030: cannot create the Redis pool lock: failures are "
+                     "counted locally in this process");
+        mg_pool.lock = NULL;
+        return;
+    }
+    mg_pool.slots = apr_pcalloc(pchild, sizeof(mg_slot_t) * (apr_size_t)threads);
+    mg_pool.size = threads;
+    apr_pool_cleanup_register(pchild, NULL, mg_pool_cleanup, apr_pool_cleanup_null);
+}
+
+mg_store_t *mg_redis_checkout(server_rec *s)
+{
+    mg_store_t *st = NULL;
+    mg_slot_t *empty = NULL;
+    int i;
+
+    if (mg_pool.lock == NULL || !mg_breaker_allow(apr_time_now())) {
+        return NULL;
+    }
+    if (apr_thread_mutex_lock(mg_pool.lock) != APR_SUCCESS) {
+        return NULL;
+    }
+    for (i = 0; i < mg_pool.size; i++) {
+        mg_slot_t *sl = &mg_pool.slots[i];
+        if (sl->busy) {
+            continue;
+        }
+        if (sl->st != NULL) {
+            sl->busy = 1;
+            st = sl->st;
+            goto end;
+        }
+        if (empty == NULL) {
+            empty = sl;
+        }
+    }
+    if (empty != NULL) {
+        mg_store_cfg_t cfg;
+        /* No socket yet: the store connects on its first call. */
+        mg_redis_store_cfg(s, &cfg, MG_POOL_CONNECT_MS, MG_POOL_COMMAND_MS);
+        empty->st = mg_store_new(&cfg);
+        if (empty->st != NULL) {
+            empty->busy = 1;
+            st = empty->st;
+        }
+    }
+end:
+    apr_thread_mutex_unlock(mg_pool.lock);
+    return st;
+}
+
+void mg_redis_checkin(server_rec *s, mg_store_t *st, int ok)
+{
+    int i;
+
+    if (st == NULL) {
+        return;
+    }
+    /* The store dropped its connection on an error; it reconnects on the
+     * next call, so it can go back to the pool either way. */
+    mg_breaker_report(s, ok, ok ? NULL : mg_store_error(st));
+    apr_thread_mutex_lock(mg_pool.lock);
+    for (i = 0; i < mg_pool.size; i++) {
+        if (mg_pool.slots[i].st == st) {
+            mg_pool.slots[i].busy = 0;
+            break;
+        }
+    }
+    apr_thread_mutex_unlock(mg_pool.lock);
+}
+
+int mg_breaker_allow(apr_time_t now)
+{
+    mg_stats_t *st = mg_shm_stats();
+    apr_int64_t at;
+
+    if (st == NULL || !__atomic_load_n(&st->redis_down, __ATOMIC_ACQUIRE)) {
+        return 1;
+    }
+    at = __atomic_load_n(&st->redis_retry_at, __ATOMIC_ACQUIRE);
+    if (now < at) {
+        return 0;
+    }
+    /* Half-open: the one caller that moves the retry time probes. */
+    return __atomic_compare_exchange_n(&st->redis_retry_at, &at,
+                                       (apr_int64_t)(now + MG_BREAKER_RETRY), 0,
+                                       __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
+
+void mg_breaker_report(server_rec *s, int ok, const char *why)
+{
+    mg_stats_t *st = mg_shm_stats();
+    const mg_store_url_t *url = mg_srv_redis_url(s);
+    char where[512];
+    apr_uint32_t expect;
+
+    if (st == NULL || url == NULL) {
+        return;
+    }
+    if (ok) {
+        expect = 1;
+        if (__atomic_load_n(&st->redis_down, __ATOMIC_RELAXED)
+            && __atomic_compare_exchange_n(&st->redis_down, &expect, 0, 0, __ATOMIC_ACQ_REL,
+                                           __ATOMIC_ACQUIRE)) {
+            mg_store_url_redacted(url, where, sizeof(where));
+            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s,
+                         "MG0031: Redis at %s is reachable again: failures are recorded "
+                         "there and bans made meanwhile are written back", where);
+        }
+        return;
+    }
+    __atomic_store_n(&st->redis_retry_at, (apr_int64_t)(apr_time_now() + MG_BREAKER_RETRY),
+                     __ATOMIC_RELEASE);
+    expect = 0;
+    if (__atomic_compare_exchange_n(&st->redis_down, &expect, 1, 0, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE)) {
+        mg_store_url_redacted(url, where, sizeof(where));
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                     "MG0032: Redis at %s is unreachable (%s): failures are counted "
+                     "locally, known bans stay enforced", where, why ? why : "error");
+    }
+}

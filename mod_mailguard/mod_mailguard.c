@@ -1,0 +1,98 @@
+/*
+ * mod_mailguard: recognise failed webmail logins, count them in Redis,
+ * deny banned clients before any handler runs.
+ *
+ * This file is the table of contents: the module record and the hooks,
+ * each with the reason it sits where it does.  The work is in the files
+ * listed in mod_mailguard.h; the policy itself (addresses, windows,
+ * scripts, the ban table) is in core/, shared with dbmail_tap.
+ */
+#include "httpd.h"
+#include "http_config.h"
+#include "http_core.h"
+#include "http_log.h"
+#include "http_request.h"
+#include "http_protocol.h"
+
+#include "mod_mailguard.h"
+#include "mg_config.h"
+
+static int mg_pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)
+{
+    (void)plog;
+    (void)ptemp;
+    return mg_shm_pre_config(pconf) == APR_SUCCESS ? OK : HTTP_INTERNAL_SERVER_ERROR;
+}
+
+static int mg_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
+                          server_rec *s)
+{
+    (void)plog;
+    (void)ptemp;
+    /* The first pass only checks the syntax; shared memory and the
+     * background job belong to the configuration that will really run. */
+    if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG) {
+        return OK;
+    }
+    if (mg_shm_post_config(pconf, s) != APR_SUCCESS) {
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if (mg_sync_post_config(pconf, s) != APR_SUCCESS) {
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    return OK;
+}
+
+static void mg_child_init(apr_pool_t *pchild, server_rec *s)
+{
+    mg_shm_child_init(pchild, s);
+    mg_redis_child_init(pchild, s);
+    mg_sync_child_init(pchild, s);
+}
+
+static void mg_register_hooks(apr_pool_t *p)
+{
+    /* mod_remoteip sets r->useragent_ip in post_read_request; naming it
+     * documents (and enforces, should it ever move) that we read the
+     * address it produced, so a trusted proxy's X-Forwarded-For counts
+     * and an untrusted one does not. */
+    static const char *const after_remoteip[] = { "mod_remoteip.c", NULL };
+    /* mod_watchdog starts the sync job's thread from its child_init; our
+     * shared memory, mutex and pool must be ready in the child first. */
+    static const char *const before_watchdog[] = { "mod_watchdog.c", NULL };
+
+    (void)p;
+    /* Register the writer mutex type so `Mutex mailguard-shm ...` works. */
+    ap_hook_pre_config(mg_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
+    /* Create (or re-attach) shared memory and the global mutex before the
+     * children fork, and register the sync job with mod_watchdog, whose
+     * own post_config (APR_HOOK_LAST) starts what was registered. */
+    ap_hook_post_config(mg_post_config, NULL, NULL, APR_HOOK_MIDDLE);
+    /* Re-open the global mutex in each child; prepare the lazy Redis pool
+     * (no socket is ever opened in the parent). */
+    ap_hook_child_init(mg_child_init, NULL, before_watchdog, APR_HOOK_MIDDLE);
+    /* Deny: after the per-dir config is known (so MailGuardEngine and
+     * MailGuardDenyStatus can differ per <Location>), first among the
+     * access hooks, before authentication and before any handler (PHP,
+     * FastCGI, proxy) runs.  PER_CONF: an internal redirect with the same
+     * configuration is not checked twice. */
+    ap_hook_check_access_ex(mg_gate_check_access, after_remoteip, NULL, APR_HOOK_FIRST,
+                            AP_AUTH_INTERNAL_PER_CONF);
+    /* Watch: the response is final and sent, so its status is known and
+     * the client never waits for Redis.  LAST: the access log is written
+     * before a possible Redis round trip. */
+    ap_hook_log_transaction(mg_watch_log_transaction, NULL, NULL, APR_HOOK_LAST);
+    /* SetHandler mailguard-status: plain-text counters for monitoring. */
+    ap_hook_handler(mg_status_handler, NULL, NULL, APR_HOOK_MIDDLE);
+}
+
+AP_DECLARE_MODULE(mailguard) = {
+    STANDARD20_MODULE_STUFF,
+    mg_create_dir_conf,   /* per-directory: server, vhost, <Directory>, <Location> */
+    mg_merge_dir_conf,
+    mg_create_srv_conf,   /* per-server: MailGuardIPv6Prefix and the global settings */
+    mg_merge_srv_conf,
+    mg_cmds,
+    mg_register_hooks,
+    AP_MODULE_FLAG_NONE
+};
