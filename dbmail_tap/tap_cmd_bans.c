@@ -36,6 +36,14 @@ static int parse_opts(int argc, char **argv, const char *name, int allow_all, ba
 
     memset(o, 0, sizeof(*o));
     o->config = TAP_DEFAULT_CONFIG;
+    /* "-5m" is a (negative) duration, not options -5 -m: say so plainly. */
+    for (int i = 1; i < argc; i++) {
+        if (argv[i][0] == '-' && argv[i][1] >= '0' && argv[i][1] <= '9') {
+            fprintf(stderr, "dbmail_tap %s: bad %s '%s': negative\n", name,
+                    strcmp(name, "ban") == 0 ? "duration" : "argument", argv[i]);
+            return 2;
+        }
+    }
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
@@ -56,6 +64,9 @@ static int parse_opts(int argc, char **argv, const char *name, int allow_all, ba
         default:
             if (optopt == 'c') {
                 fprintf(stderr, "dbmail_tap %s: -c needs a FILE\n", name);
+            }
+            else if (optopt != 0) {
+                fprintf(stderr, "dbmail_tap %s: unknown option '-%c'\n", name, optopt);
             }
             else {
                 fprintf(stderr, "dbmail_tap %s: unknown option '%s'\n", name, argv[optind - 1]);

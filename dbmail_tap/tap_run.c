@@ -574,7 +574,15 @@ int tap_cmd_run(int argc, char **argv)
             usage(stdout);
             return 0;
         default:
-            fprintf(stderr, "dbmail_tap run: unknown option '%s'\n", argv[optind - 1]);
+            if (optopt == 'c') {
+                fprintf(stderr, "dbmail_tap run: -c needs a FILE\n");
+            }
+            else if (optopt != 0 && optopt != 'l') {
+                fprintf(stderr, "dbmail_tap run: unknown option '-%c'\n", optopt);
+            }
+            else {
+                fprintf(stderr, "dbmail_tap run: unknown option '%s'\n", argv[optind - 1]);
+            }
             usage(stderr);
             return 2;
         }
