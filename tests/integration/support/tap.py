@@ -88,12 +88,18 @@ class TapDaemon:
             f.write("\n".join(out) + "\n")
 
     # ---- the daemon ----
-    def start(self, *extra, wait_ready=True):
+    def start(self, *extra, wait_ready=True, wrapper=(), env=None):
+        """wrapper: argv put in front (e.g. ip netns exec NS); it must exec
+        the daemon so that signals reach it."""
         self.err = open(self.stderr_path, "ab")
         self.mark = os.path.getsize(self.stderr_path)
+        full_env = None
+        if env:
+            full_env = dict(os.environ)
+            full_env.update(env)
         self.proc = subprocess.Popen(
-            [self.binary, "run", "-c", self.conf, "--log-level", "info"] + list(extra),
-            stdout=subprocess.DEVNULL, stderr=self.err)
+            list(wrapper) + [self.binary, "run", "-c", self.conf, "--log-level", "info"]
+            + list(extra), stdout=subprocess.DEVNULL, stderr=self.err, env=full_env)
         if wait_ready:
             # Ready once every file is opened or known missing.
             wait_for(lambda: "MG0600" in self.log(), 5, what="daemon start")
@@ -160,3 +166,54 @@ class TapDaemon:
     def history(self, addr):
         v = self.redis.cmd("HGET", "mailguard:history:%s" % addr, "count")
         return int(v) if v else 0
+
+
+class UnixRedisServer:
+    """A redis-server that also listens on a unix socket: a process inside
+    another network namespace (which has its own loopback) still reaches
+    it through the file system.  The test talks to it over TCP."""
+
+    def __init__(self, tmpdir):
+        from .redis import REDIS_SERVER, RedisError, RespClient
+        from .ports import free_port
+        self._server, self._err, self._client = REDIS_SERVER, RedisError, RespClient
+        self.host = "127.0.0.1"
+        self.port = free_port()
+        self.dir = os.path.join(str(tmpdir), "redis-unix-%d" % self.port)
+        os.makedirs(self.dir, exist_ok=True)
+        self.sock = os.path.join(self.dir, "redis.sock")
+        self.proc = None
+
+    @property
+    def url(self):
+        return "unix:" + self.sock
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            [self._server, "--bind", self.host, "--port", str(self.port),
+             "--unixsocket", self.sock, "--unixsocketperm", "700",
+             "--save", "", "--appendonly", "no", "--dir", self.dir,
+             "--daemonize", "no", "--protected-mode", "no",
+             "--logfile", os.path.join(self.dir, "redis.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(self._ping, 10, 0.02, "redis-server with a unix socket")
+        return self
+
+    def _ping(self):
+        try:
+            return self.cmd("PING") == "PONG" and os.path.exists(self.sock)
+        except (OSError, self._err):
+            return False
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    def cmd(self, *args):
+        c = self._client(self.host, self.port)
+        try:
+            return c(*args)
+        finally:
+            c.close()
