@@ -101,13 +101,39 @@ static int check_keys(ctx_t *c, const tap_ini_section_t *s, int is_default)
 
 /* ---- value parsers: 0, or -1 with the message ---- */
 
+/*
+ * The one value of a single-valued key: its only non-empty line ("key =" on
+ * one line and the value indented below is fine).  NULL with the message
+ * when there are several.
+ */
+static const char *single(ctx_t *c, const tap_ini_entry_t *e)
+{
+    const char *v = "";
+    size_t n = 0;
+
+    for (size_t i = 0; i < e->nitems; i++) {
+        if (e->items[i][0] == '\0')
+            continue;
+        if (n++ > 0) {
+            fail(c, e->item_lines[i], "%s: takes a single value, not several lines: '%s'",
+                 e->key, e->items[i]);
+            return NULL;
+        }
+        v = e->items[i];
+    }
+    return v;
+}
+
 static int parse_bool(ctx_t *c, const tap_ini_entry_t *e, int *out)
 {
     const char *why;
+    const char *v = single(c, e);
 
-    if (mg_parse_bool(e->value, out, &why) != 0)
+    if (v == NULL)
+        return -1;
+    if (mg_parse_bool(v, out, &why) != 0)
         return fail(c, e->line, "%s: not a boolean (true/false, yes/no, on/off, 1/0): '%s'",
-                    e->key, e->value);
+                    e->key, v);
     return 0;
 }
 
@@ -116,9 +142,12 @@ static int parse_uint(ctx_t *c, const tap_ini_entry_t *e, unsigned long min,
 {
     unsigned long v;
     const char *why;
+    const char *s = single(c, e);
 
-    if (mg_parse_uint(e->value, min, max, &v, &why) != 0)
-        return fail(c, e->line, "%s: %s: '%s'", e->key, what, e->value);
+    if (s == NULL)
+        return -1;
+    if (mg_parse_uint(s, min, max, &v, &why) != 0)
+        return fail(c, e->line, "%s: %s: '%s'", e->key, what, s);
     *out = (unsigned)v;
     return 0;
 }
@@ -127,12 +156,15 @@ static int parse_duration(ctx_t *c, const tap_ini_entry_t *e, int64_t *out)
 {
     const char *why = "bad duration";
     int64_t v;
+    const char *s = single(c, e);
 
-    if (mg_duration_parse(e->value, &v, &why) != 0)
+    if (s == NULL)
+        return -1;
+    if (mg_duration_parse(s, &v, &why) != 0)
         return fail(c, e->line, "%s: not a duration like 30s, 10m, 1h, 2d, 1w (%s): '%s'",
-                    e->key, why, e->value);
+                    e->key, why, s);
     if (v < 1)
-        return fail(c, e->line, "%s: must be at least 1s: '%s'", e->key, e->value);
+        return fail(c, e->line, "%s: must be at least 1s: '%s'", e->key, s);
     *out = v;
     return 0;
 }
@@ -140,8 +172,10 @@ static int parse_duration(ctx_t *c, const tap_ini_entry_t *e, int64_t *out)
 static int parse_factor(ctx_t *c, const tap_ini_entry_t *e, double *out)
 {
     char *end;
-    const char *s = e->value;
+    const char *s = single(c, e);
 
+    if (s == NULL)
+        return -1;
     errno = 0;
     double v = strtod(s, &end);
     if (*s == '\0' || isspace((unsigned char)*s) || *end != '\0' || errno != 0 || !isfinite(v)
@@ -383,14 +417,17 @@ static int build_jail(ctx_t *c, const tap_ini_section_t *s, const tap_ini_sectio
             return -1;
     }
 
-    if ((e = lookup(s, def, "filter")) != NULL && e->value[0] != '\0') {
+    if ((e = lookup(s, def, "filter")) != NULL) {
         char merr[TAP_MATCH_ERRLEN];
-        if (strchr(e->value, '[') != NULL)
+        const char *f = single(c, e);
+        if (f == NULL)
+            return -1;
+        if (strchr(f, '[') != NULL)
             return fail(c, e->line, "%s: filter options (name[...]) are not supported: '%s'",
-                        e->key, e->value);
-        if (tap_matcher_add_filter(j->matcher, e->value, merr, sizeof(merr)) != 0)
+                        e->key, f);
+        if (f[0] != '\0' && tap_matcher_add_filter(j->matcher, f, merr, sizeof(merr)) != 0)
             return fail(c, e->line, "%s: %s", e->key, merr);
-        if ((j->filter = strdup(e->value)) == NULL)
+        if (f[0] != '\0' && (j->filter = strdup(f)) == NULL)
             return fail(c, e->line, "out of memory");
     }
     if ((e = lookup(s, def, "failregex")) != NULL && add_regexes(c, j, e, 0) != 0)
@@ -435,8 +472,12 @@ static int build_globals(ctx_t *c, const tap_ini_section_t *def, tap_config_t *c
     const char *why = "bad URL";
     tokctx_t t = { c, NULL, cfg };
 
+    const char *v;
+
     e = tap_ini_get(def, "redis");
-    cfg->redis = strdup(e ? e->value : MG_STORE_DEFAULT_URL);
+    if (e != NULL && (v = single(c, e)) == NULL)
+        return -1;
+    cfg->redis = strdup(e ? v : MG_STORE_DEFAULT_URL);
     if (cfg->redis == NULL)
         return fail(c, e ? e->line : 0, "out of memory");
     /* the value is not echoed: it may hold a password */
@@ -446,7 +487,9 @@ static int build_globals(ctx_t *c, const tap_ini_section_t *def, tap_config_t *c
                     why);
 
     e = tap_ini_get(def, "prefix");
-    cfg->prefix = strdup(e ? e->value : MG_STORE_DEFAULT_PREFIX);
+    if (e != NULL && (v = single(c, e)) == NULL)
+        return -1;
+    cfg->prefix = strdup(e ? v : MG_STORE_DEFAULT_PREFIX);
     if (cfg->prefix == NULL)
         return fail(c, e ? e->line : 0, "out of memory");
     if (e != NULL) {
@@ -460,7 +503,9 @@ static int build_globals(ctx_t *c, const tap_ini_section_t *def, tap_config_t *c
     }
 
     e = tap_ini_get(def, "statefile");
-    cfg->statefile = strdup(e ? e->value : TAP_DEFAULT_STATEFILE);
+    if (e != NULL && (v = single(c, e)) == NULL)
+        return -1;
+    cfg->statefile = strdup(e ? v : TAP_DEFAULT_STATEFILE);
     if (cfg->statefile == NULL)
         return fail(c, e ? e->line : 0, "out of memory");
     if (e != NULL && (cfg->statefile[0] != '/' || strpbrk(cfg->statefile, " \t\n") != NULL))
@@ -469,15 +514,16 @@ static int build_globals(ctx_t *c, const tap_ini_section_t *def, tap_config_t *c
     e = tap_ini_get(def, "banaction");
     cfg->banaction = TAP_BANACTION_NONE;
     if (e != NULL) {
-        if (strcmp(e->value, "none") == 0)
+        if ((v = single(c, e)) == NULL)
+            return -1;
+        if (strcmp(v, "none") == 0)
             cfg->banaction = TAP_BANACTION_NONE;
-        else if (strcmp(e->value, "nftables") == 0)
+        else if (strcmp(v, "nftables") == 0)
             cfg->banaction = TAP_BANACTION_NFTABLES;
-        else if (strcmp(e->value, "ipfw") == 0)
+        else if (strcmp(v, "ipfw") == 0)
             cfg->banaction = TAP_BANACTION_IPFW;
         else
-            return fail(c, e->line, "banaction: not one of none, nftables, ipfw: '%s'",
-                        e->value);
+            return fail(c, e->line, "banaction: not one of none, nftables, ipfw: '%s'", v);
     }
 
     e = tap_ini_get(def, "port");
