@@ -85,6 +85,22 @@ static void mg_layout(mg_shm_hdr_t *h, apr_uint32_t capacity)
     h->total = h->lw_off + h->lw_size;
 }
 
+/* The segment's usable base is not cache-line aligned (APR keeps its own
+ * header in front); the ban table wants 64-byte alignment, so the layout
+ * starts at the first aligned address and the segment has room for it. */
+static mg_shm_hdr_t *mg_shm_hdr(apr_shm_t *shm)
+{
+    apr_uintptr_t p = (apr_uintptr_t)apr_shm_baseaddr_get(shm);
+
+    return (mg_shm_hdr_t *)((p + MG_SHM_ALIGN - 1) & ~(apr_uintptr_t)(MG_SHM_ALIGN - 1));
+}
+
+static apr_size_t mg_shm_usable(apr_shm_t *shm)
+{
+    return apr_shm_size_get(shm) - (apr_size_t)((char *)mg_shm_hdr(shm)
+                                                - (char *)apr_shm_baseaddr_get(shm));
+}
+
 static void *mg_at(mg_shm_hdr_t *h, apr_uint64_t off)
 {
     return (char *)h + off;
@@ -193,8 +209,8 @@ apr_status_t mg_shm_post_config(apr_pool_t *pconf, server_rec *s)
     }
 
     if (keep->shm != NULL) {
-        mg_shm_hdr_t *old = apr_shm_baseaddr_get(keep->shm);
-        if (mg_shm_reattach(old, apr_shm_size_get(keep->shm), capacity) == 0) {
+        mg_shm_hdr_t *old = mg_shm_hdr(keep->shm);
+        if (mg_shm_reattach(old, mg_shm_usable(keep->shm), capacity) == 0) {
             mg_g.hdr = old;
             ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s,
                          "MG0002: kept the ban mirror of the previous generation "
@@ -205,7 +221,7 @@ apr_status_t mg_shm_post_config(apr_pool_t *pconf, server_rec *s)
     if (mg_g.hdr == NULL) {
         memset(&want, 0, sizeof(want));
         mg_layout(&want, capacity);
-        rv = mg_shm_create(&fresh, (apr_size_t)want.total, pproc);
+        rv = mg_shm_create(&fresh, (apr_size_t)want.total + MG_SHM_ALIGN, pproc);
         if (rv != APR_SUCCESS) {
             ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
                          "MG0003: cannot create %lu bytes of shared memory for "
@@ -221,8 +237,8 @@ apr_status_t mg_shm_post_config(apr_pool_t *pconf, server_rec *s)
             apr_shm_destroy(fresh);
             return rv;
         }
-        if (mg_shm_format(apr_shm_baseaddr_get(fresh), capacity,
-                          keep->shm ? apr_shm_baseaddr_get(keep->shm) : NULL) != 0) {
+        if (mg_shm_format(mg_shm_hdr(fresh), capacity,
+                          keep->shm ? mg_shm_hdr(keep->shm) : NULL) != 0) {
             apr_global_mutex_unlock(keep->mutex);
             ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
                          "MG0005: cannot lay out the ban table in shared memory");
@@ -238,7 +254,7 @@ apr_status_t mg_shm_post_config(apr_pool_t *pconf, server_rec *s)
             apr_shm_destroy(keep->shm);
         }
         keep->shm = fresh;
-        mg_g.hdr = apr_shm_baseaddr_get(fresh);
+        mg_g.hdr = mg_shm_hdr(fresh);
     }
     mg_g.bt = mg_bantable_attach(mg_at(mg_g.hdr, mg_g.hdr->bt_off), (size_t)mg_g.hdr->bt_size,
                                  capacity);
