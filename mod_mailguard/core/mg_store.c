@@ -23,7 +23,7 @@
 /* Pairs per record_failure call in a batch, and calls per round trip. */
 #define MG_STORE_CHUNK 256
 #define MG_STORE_PIPELINE 8
-/* EVALSHA sha 0 + 8 policy arguments */
+/* EVALSHA sha 0 + 8 policy arguments; then per group addr, k, k times */
 #define MG_RECORD_HEAD 11
 
 static const struct {
@@ -39,10 +39,13 @@ static const struct {
 };
 
 struct mg_store_batch {
-    const char *argv[MG_RECORD_HEAD + 2 * MG_STORE_CHUNK];
-    size_t len[MG_RECORD_HEAD + 2 * MG_STORE_CHUNK];
+    const char *argv[MG_RECORD_HEAD + 3 * MG_STORE_CHUNK];
+    size_t len[MG_RECORD_HEAD + 3 * MG_STORE_CHUNK];
     char addr[MG_STORE_CHUNK][MG_ADDR_STRLEN];
+    char k[MG_STORE_CHUNK][12];
     char now[MG_STORE_CHUNK][24];
+    size_t *order;          /* pair indexes grouped by address */
+    size_t cap;
 };
 
 /* The policy as script arguments; lives while the argv that points into it. */
@@ -465,8 +468,10 @@ static void policy_argv(const mg_store_t *st, const char *jail, const mg_policy_
     argv[10] = pa->maxtime;
 }
 
-/* Results of n pairs from a record_failure reply. */
-static int parse_record(mg_store_t *st, const redisReply *r, size_t n, mg_record_result_t *res)
+/* Results of n pairs from a record_failure reply; pair j's result goes to
+ * res[ord[j]] (res[j] when ord is NULL). */
+static int parse_record(mg_store_t *st, const redisReply *r, size_t n, const size_t *ord,
+                        mg_record_result_t *res)
 {
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 * n) {
         mg_store_seterr(st, "%s: record_failure: unexpected reply", st->where);
@@ -475,19 +480,21 @@ static int parse_record(mg_store_t *st, const redisReply *r, size_t n, mg_record
     for (size_t i = 0; i < n; i++) {
         const redisReply *c = r->element[3 * i], *e = r->element[3 * i + 1],
                          *h = r->element[3 * i + 2];
+        mg_record_result_t *out;
         int64_t expiry;
 
         if (c->type != REDIS_REPLY_INTEGER || h->type != REDIS_REPLY_INTEGER
-            || c->integer < 0 || h->integer < 0 || elem_expiry(e, &expiry) != 0) {
+            || c->integer < 1 || h->integer < 0 || elem_expiry(e, &expiry) != 0) {
             mg_store_seterr(st, "%s: record_failure: unexpected reply", st->where);
             return -1;
         }
-        if (res != NULL) {
-            res[i].count = (unsigned)c->integer;
-            res[i].banned = expiry != 0;
-            res[i].expiry = expiry;
-            res[i].bans = (unsigned)h->integer;
-        }
+        if (res == NULL)
+            continue;
+        out = &res[ord != NULL ? ord[i] : i];
+        out->count = (unsigned)c->integer;
+        out->banned = expiry != 0;
+        out->expiry = expiry;
+        out->bans = (unsigned)h->integer;
     }
     return 0;
 }
@@ -496,8 +503,8 @@ int mg_store_record_failure(mg_store_t *st, const char *jail, const mg_addr_t *k
                             int64_t now_ms, const mg_policy_t *pol,
                             mg_record_result_t *res)
 {
-    const char *argv[MG_RECORD_HEAD + 2];
-    size_t len[MG_RECORD_HEAD + 2];
+    const char *argv[MG_RECORD_HEAD + 3];
+    size_t len[MG_RECORD_HEAD + 3];
     struct policy_args pa;
     char addr[MG_ADDR_STRLEN], now[24];
     redisReply *r = NULL;
@@ -508,24 +515,41 @@ int mg_store_record_failure(mg_store_t *st, const char *jail, const mg_addr_t *k
     policy_argv(st, jail, pol, &pa, argv, len);
     len[MG_RECORD_HEAD] = mg_addr_format(key, addr, sizeof(addr));
     argv[MG_RECORD_HEAD] = addr;
-    len[MG_RECORD_HEAD + 1] = (size_t)snprintf(now, sizeof(now), "%lld", (long long)now_ms);
-    argv[MG_RECORD_HEAD + 1] = now;
-    r = run_script(st, MG_SCRIPT_RECORD, MG_RECORD_HEAD + 2, argv, len);
+    argv[MG_RECORD_HEAD + 1] = "1";
+    len[MG_RECORD_HEAD + 1] = 1;
+    len[MG_RECORD_HEAD + 2] = (size_t)snprintf(now, sizeof(now), "%lld", (long long)now_ms);
+    argv[MG_RECORD_HEAD + 2] = now;
+    r = run_script(st, MG_SCRIPT_RECORD, MG_RECORD_HEAD + 3, argv, len);
     if (r == NULL)
         goto end;
-    rc = parse_record(st, r, 1, res);
+    rc = parse_record(st, r, 1, NULL, res);
 end:
     if (r != NULL)
         freeReplyObject(r);
     return rc;
 }
 
-/* Append record_failure for pairs [from, from+n) with EVALSHA (or EVAL). */
+static int by_address(const void *x, const void *y, void *arg)
+{
+    const mg_addr_t *keys = arg;
+    size_t i = *(const size_t *)x, j = *(const size_t *)y;
+    int c = memcmp(keys[i].a, keys[j].a, sizeof(keys[i].a));
+
+    if (c == 0)
+        c = (int)keys[i].plen - (int)keys[j].plen;
+    if (c == 0)
+        c = i < j ? -1 : i > j;   /* keeps each address's failures in order */
+    return c;
+}
+
+/* Append one record_failure call for the pairs ord[0..n): consecutive
+ * pairs of one address become one group (addr, k, times...). */
 static int append_chunk(mg_store_t *st, int eval, const char *jail, const mg_policy_t *pol,
-                        struct policy_args *pa, size_t n, const mg_addr_t *keys,
-                        const int64_t *now_ms)
+                        struct policy_args *pa, const size_t *ord, size_t n,
+                        const mg_addr_t *keys, const int64_t *now_ms)
 {
     struct mg_store_batch *b = st->batch;
+    size_t a = MG_RECORD_HEAD, g = 0, kslot = 0, k = 0;
 
     policy_argv(st, jail, pol, pa, b->argv, b->len);
     b->argv[0] = eval ? "EVAL" : "EVALSHA";
@@ -535,16 +559,44 @@ static int append_chunk(mg_store_t *st, int eval, const char *jail, const mg_pol
     b->argv[2] = "0";
     b->len[2] = 1;
     for (size_t i = 0; i < n; i++) {
-        size_t a = MG_RECORD_HEAD + 2 * i;
-        b->len[a] = mg_addr_format(&keys[i], b->addr[i], sizeof(b->addr[i]));
-        b->argv[a] = b->addr[i];
-        b->len[a + 1] = (size_t)snprintf(b->now[i], sizeof(b->now[i]), "%lld",
-                                         (long long)now_ms[i]);
-        b->argv[a + 1] = b->now[i];
+        const mg_addr_t *key = &keys[ord[i]];
+        if (i == 0 || !mg_addr_equal(key, &keys[ord[i - 1]])) {
+            if (i > 0) {
+                b->len[kslot] = (size_t)snprintf(b->k[g], sizeof(b->k[g]), "%zu", k);
+                b->argv[kslot] = b->k[g];
+                g++;
+            }
+            b->len[a] = mg_addr_format(key, b->addr[g], sizeof(b->addr[g]));
+            b->argv[a++] = b->addr[g];
+            kslot = a++;
+            k = 0;
+        }
+        b->len[a] = (size_t)snprintf(b->now[i], sizeof(b->now[i]), "%lld",
+                                     (long long)now_ms[ord[i]]);
+        b->argv[a++] = b->now[i];
+        k++;
     }
+    b->len[kslot] = (size_t)snprintf(b->k[g], sizeof(b->k[g]), "%zu", k);
+    b->argv[kslot] = b->k[g];
     /* hiredis copies the arguments into its output buffer here, so the
      * scratch can take the next chunk at once. */
-    return redisAppendCommandArgv(st->c, (int)(MG_RECORD_HEAD + 2 * n), b->argv, b->len);
+    return redisAppendCommandArgv(st->c, (int)a, b->argv, b->len);
+}
+
+/* Scratch for a batch of n: argument buffers once per store, the order
+ * array grown to the largest batch seen. */
+static int batch_scratch(mg_store_t *st, size_t n)
+{
+    if (st->batch == NULL && (st->batch = calloc(1, sizeof(*st->batch))) == NULL)
+        return -1;
+    if (st->batch->cap < n) {
+        size_t *o = realloc(st->batch->order, n * sizeof(*o));
+        if (o == NULL)
+            return -1;
+        st->batch->order = o;
+        st->batch->cap = n;
+    }
+    return 0;
 }
 
 int mg_store_record_failures(mg_store_t *st, const char *jail, const mg_policy_t *pol,
@@ -553,21 +605,28 @@ int mg_store_record_failures(mg_store_t *st, const char *jail, const mg_policy_t
 {
     struct policy_args pa;
     redisReply *r = NULL;
-    size_t next = 0, confirmed = 0;
+    size_t next = 0, confirmed = 0, *ord;
     int rc = -1;
 
-    if (done != NULL)
-        *done = 0;
+    if (res != NULL && n > 0)
+        memset(res, 0, n * sizeof(*res));
     if (jail_ok(st, jail) != 0 || policy_ok(st, pol) != 0)
         goto end;
     if (n == 0) {
         rc = 0;
         goto end;
     }
-    if (st->batch == NULL && (st->batch = malloc(sizeof(*st->batch))) == NULL) {
+    if (batch_scratch(st, n) != 0) {
         mg_store_seterr(st, "out of memory");
         goto end;
     }
+    /* Failures of different addresses touch different keys, so grouping
+     * by address changes no outcome and turns k failures of one address
+     * into one window read and write. */
+    ord = st->batch->order;
+    for (size_t i = 0; i < n; i++)
+        ord[i] = i;
+    qsort_r(ord, n, sizeof(*ord), by_address, (void *)keys);
     if (ready(st) != 0)
         goto end;
 
@@ -576,11 +635,11 @@ int mg_store_record_failures(mg_store_t *st, const char *jail, const mg_policy_t
         int noscript[MG_STORE_PIPELINE];
         int k = 0, failed = 0;
 
-        /* send up to MG_STORE_PIPELINE chunks, then read their replies */
+        /* send up to MG_STORE_PIPELINE calls, then read their replies */
         while (k < MG_STORE_PIPELINE && next < n) {
             start[k] = next;
             count[k] = n - next < MG_STORE_CHUNK ? n - next : MG_STORE_CHUNK;
-            if (append_chunk(st, 0, jail, pol, &pa, count[k], keys + next, now_ms + next)
+            if (append_chunk(st, 0, jail, pol, &pa, ord + next, count[k], keys, now_ms)
                 != REDIS_OK) {
                 mg_store_ctxerr(st, "record_failure", st->c, errno);
                 drop(st);
@@ -606,21 +665,21 @@ int mg_store_record_failures(mg_store_t *st, const char *jail, const mg_policy_t
                 mg_store_seterr(st, "%s: record_failure: %s", st->where, r->str);
                 failed = 1;
             }
-            else if (parse_record(st, r, count[j], res != NULL ? res + start[j] : NULL) != 0)
+            else if (parse_record(st, r, count[j], ord + start[j], res) != 0)
                 failed = 1;
-            else if (!failed && confirmed == start[j] && !noscript[j])
-                confirmed = start[j] + count[j];
+            else
+                confirmed += count[j];
             freeReplyObject(r);
             r = NULL;
         }
-        /* A chunk refused with NOSCRIPT did not run: send it again with
+        /* A call refused with NOSCRIPT did not run: send it again with
          * EVAL (which caches the script for the rest of the batch). */
         for (int j = 0; j < k && !failed; j++) {
             void *vr = NULL;
             if (!noscript[j])
                 continue;
-            if (append_chunk(st, 1, jail, pol, &pa, count[j], keys + start[j],
-                             now_ms + start[j]) != REDIS_OK
+            if (append_chunk(st, 1, jail, pol, &pa, ord + start[j], count[j], keys, now_ms)
+                    != REDIS_OK
                 || redisGetReply(st->c, &vr) != REDIS_OK || vr == NULL) {
                 mg_store_ctxerr(st, "record_failure", st->c, errno);
                 drop(st);
@@ -631,14 +690,15 @@ int mg_store_record_failures(mg_store_t *st, const char *jail, const mg_policy_t
                 mg_store_seterr(st, "%s: record_failure: %s", st->where, r->str);
                 failed = 1;
             }
-            else if (parse_record(st, r, count[j], res != NULL ? res + start[j] : NULL) != 0)
+            else if (parse_record(st, r, count[j], ord + start[j], res) != 0)
                 failed = 1;
+            else
+                confirmed += count[j];
             freeReplyObject(r);
             r = NULL;
         }
         if (failed)
             goto end;
-        confirmed = next;
     }
     rc = 0;
 end:

@@ -1,16 +1,20 @@
 -- record_failure: count failed logins and ban on reaching maxretry.
 --
 -- ARGV: prefix, jail, maxretry, findtime (s), bantime (s), increment (0/1),
---       factor, maxtime (s), then one or more pairs: addr, now_ms.
+--       factor, maxtime (s), then one or more groups: addr, k, now_ms 1..k
+--       (k failures of one address, in the order they happened).
 -- Key names are built here from the prefix rather than passed as KEYS:
 -- the store targets one Redis instance (not Cluster), and a batch touches
--- keys that are only known per pair.
+-- keys that are only known per group.
 --
--- Per pair, with P = prefix and W = P.."fail:"..jail..":"..addr:
---   * W is an exact sliding window: a failure at t counts for failures at
---     t' with t <= t' < t + findtime, so entries with a score at or below
---     now_ms - findtime*1000 are dropped first.  W expires findtime after
---     its newest entry.
+-- Per failure, with P = prefix and W = P.."fail:"..jail..":"..addr:
+--   * W is an exact sliding window (a sorted set, score = time in ms): a
+--     failure at t counts for failures at t' with t <= t' < t + findtime,
+--     so entries at or below now_ms - findtime*1000 are dropped before the
+--     new one is added and counted.  Members are unique: the time itself,
+--     or "time:k" when k entries already share that time (entries leave
+--     by score, all of one time at once, so those are always t, t:1, ...).
+--     W expires findtime after it was last written.
 --   * On reaching maxretry the window is cleared and the address banned:
 --     duration = bantime, or with increment bantime * factor^(previous
 --     bans) capped at maxtime and never below bantime (the same rule as
@@ -18,14 +22,19 @@
 --     An address that already holds a live ban is not banned again (those
 --     failures were in flight when it was made), which keeps concurrent
 --     bursts from escalating the history.
---   * The ban only ever raises the score in P.."bans" (+inf stays), the
+--   * A ban only ever raises the score in P.."bans" (+inf stays), the
 --     history P.."history:"..addr {count, last} is kept for
 --     max(30 days, 2 * maxtime) after the last ban, far beyond the ban
---     itself, and "ban <addr> <expiry> <jail>" is published on P.."events"
---     with the expiry the ban set now holds.
+--     itself, and "ban <addr> <expiry> <jail>" is published on P.."events".
+-- A group reads its window once, applies its failures in order and writes
+-- the window back once, so k failures of one address cost four window
+-- commands, not 4k; the outcome is that of k single calls.
 --
--- Returns a flat array, per pair: count, expiry ("0" when no ban, "inf"
--- when permanent), bans in the history including this one (0 when no ban).
+-- Returns a flat array, per failure in ARGV order: count, expiry ("0" when
+-- no ban), bans in the history including this one (0 when no ban).
+local argv = ARGV
+local nargs = #argv
+local call = redis.call
 local prefix = ARGV[1]
 local jail = ARGV[2]
 local maxretry = tonumber(ARGV[3])
@@ -41,54 +50,100 @@ local hprefix = prefix .. 'history:'
 local keep = 30 * 86400
 if 2 * maxtime > keep then keep = 2 * maxtime end
 
+local function int(x)
+    return string.format('%.0f', x)
+end
+
+-- Ban addr at now (ms) unless it holds a live ban: expiry text, bans.
+local function ban(addr, now)
+    local nows = math.floor(now / 1000)
+    local cur = call('ZSCORE', bans, addr)
+    if cur and (cur == 'inf' or tonumber(cur) > nows) then
+        return '0', 0
+    end
+    local h = hprefix .. addr
+    local prev = tonumber(call('HGET', h, 'count') or '0') or 0
+    local d = bantime
+    if increment then
+        d = bantime * (factor ^ prev)
+        if d > maxtime then d = maxtime end
+        if d < bantime then d = bantime end
+        d = math.floor(d)
+    end
+    local score = int(nows + d)
+    -- the present score (if any) has expired: this raises it
+    call('ZADD', bans, 'GT', score, addr)
+    local hcount = call('HINCRBY', h, 'count', 1)
+    call('HSET', h, 'last', int(nows))
+    call('EXPIRE', h, keep)
+    call('PUBLISH', events, 'ban ' .. addr .. ' ' .. score .. ' ' .. jail)
+    return score, hcount
+end
+
 local out = {}
 local n = 0
-for i = 9, #ARGV - 1, 2 do
-    local addr = ARGV[i]
-    local nowtxt = ARGV[i + 1]
-    local now = tonumber(nowtxt)
+local i = 9
+while i <= nargs do
+    local addr = argv[i]
+    local k = tonumber(argv[i + 1])
     local w = wprefix .. addr
-    redis.call('ZREMRANGEBYSCORE', w, '-inf', string.format('%.0f', now - findms))
-    -- Members are unique: the time itself, or "time:k" when that time is
-    -- taken.  Scores leave the window all at once, so the members sharing
-    -- a score are always exactly {t, t:1, ..., t:k-1}.
-    if redis.call('ZADD', w, nowtxt, nowtxt) == 0 then
-        local k = redis.call('ZCOUNT', w, nowtxt, nowtxt)
-        redis.call('ZADD', w, nowtxt, nowtxt .. ':' .. k)
+    -- the window as the group's first failure finds it once pruned
+    local cur = call('ZRANGEBYSCORE', w, '(' .. int(tonumber(argv[i + 2]) - findms),
+                           '+inf', 'WITHSCORES')
+    local mem, sc, st = {}, {}, {}
+    local m = 0
+    for j = 1, #cur, 2 do
+        m = m + 1
+        mem[m] = cur[j]
+        st[m] = cur[j + 1]
+        sc[m] = tonumber(cur[j + 1])
     end
-    local count = redis.call('ZCARD', w)
-    local expiry = '0'
-    local hcount = 0
-    if count >= maxretry then
-        redis.call('DEL', w)
-        local nows = math.floor(now / 1000)
-        local cur = redis.call('ZSCORE', bans, addr)
-        if not cur or (cur ~= 'inf' and tonumber(cur) <= nows) then
-            local h = hprefix .. addr
-            local prev = tonumber(redis.call('HGET', h, 'count') or '0') or 0
-            local d = bantime
-            if increment then
-                d = bantime * (factor ^ prev)
-                if d > maxtime then d = maxtime end
-                if d < bantime then d = bantime end
-                d = math.floor(d)
+    for j = 1, k do
+        local nowtxt = argv[i + 1 + j]
+        local now = tonumber(nowtxt)
+        local cutoff = now - findms
+        local kept, same = 0, 0
+        for x = 1, m do
+            if sc[x] > cutoff then
+                kept = kept + 1
+                mem[kept], sc[kept], st[kept] = mem[x], sc[x], st[x]
+                if sc[x] == now then same = same + 1 end
             end
-            local exp = nows + d
-            local score = string.format('%.0f', exp)
-            -- the present score (if any) has expired: this raises it
-            redis.call('ZADD', bans, 'GT', score, addr)
-            hcount = redis.call('HINCRBY', h, 'count', 1)
-            redis.call('HSET', h, 'last', string.format('%.0f', nows))
-            redis.call('EXPIRE', h, keep)
-            redis.call('PUBLISH', events, 'ban ' .. addr .. ' ' .. score .. ' ' .. jail)
-            expiry = score
         end
-    else
-        redis.call('PEXPIRE', w, findms)
+        for x = kept + 1, m do
+            mem[x], sc[x], st[x] = nil, nil, nil
+        end
+        m = kept + 1
+        sc[m], st[m] = now, nowtxt
+        if same == 0 then mem[m] = nowtxt else mem[m] = nowtxt .. ':' .. same end
+        local expiry, hcount = '0', 0
+        local count = m
+        if count >= maxretry then
+            mem, sc, st, m = {}, {}, {}, 0
+            expiry, hcount = ban(addr, now)
+        end
+        out[n + 1] = count
+        out[n + 2] = expiry
+        out[n + 3] = hcount
+        n = n + 3
     end
-    out[n + 1] = count
-    out[n + 2] = expiry
-    out[n + 3] = hcount
-    n = n + 3
+    call('DEL', w)
+    if m > 0 then
+        local x = 1
+        while x <= m do
+            local args = {}
+            local a = 0
+            local last = math.min(m, x + 499)
+            for y = x, last do
+                args[a + 1] = st[y]
+                args[a + 2] = mem[y]
+                a = a + 2
+            end
+            call('ZADD', w, unpack(args))
+            x = last + 1
+        end
+        call('PEXPIRE', w, int(findms))
+    end
+    i = i + 2 + k
 end
 return out
