@@ -38,6 +38,8 @@
  * - Readers never wait on a writer for long: a slot whose counter stays odd
  *   (a writer that died mid-update) is skipped after a bounded spin rather
  *   than hanging every request; flip retries are bounded the same way.
+ *   Such a slot heals on the next two full rebuilds, which rewrite every
+ *   slot of both tables whose counter is odd.
  */
 #include "mg_bantable.h"
 
