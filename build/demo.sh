@@ -36,7 +36,11 @@ redis_pid=""
 cleanup() {
     set +e
     if [ -n "$httpd_pid" ]; then
-        kill -TERM "$httpd_pid" 2>/dev/null && wait "$httpd_pid" 2>/dev/null
+        # The PidFile names the parent; prefork's shutdown signals the
+        # parent's whole process group, which setsid made its own.
+        pid=$(cat "$tmp/run/httpd.pid" 2>/dev/null || echo "$httpd_pid")
+        kill -TERM "$pid" 2>/dev/null
+        wait "$httpd_pid" 2>/dev/null
     fi
     if [ -n "$redis_pid" ]; then
         kill -TERM "$redis_pid" 2>/dev/null && wait "$redis_pid" 2>/dev/null
@@ -105,7 +109,9 @@ MailGuardBanTime 10m
 EOF
 "$apache2" -t -f "$tmp/httpd.conf" >/dev/null 2>"$tmp/configtest.log" ||
     { cat "$tmp/configtest.log" >&2; die "apache2 -t failed"; }
-"$apache2" -f "$tmp/httpd.conf" -DFOREGROUND 2>"$tmp/logs/stderr.log" &
+# Its own session: prefork's shutdown signals its whole process group,
+# which must not include this script or the shell that runs make.
+setsid "$apache2" -f "$tmp/httpd.conf" -DFOREGROUND 2>"$tmp/logs/stderr.log" &
 httpd_pid=$!
 url="http://127.0.0.1:$hport"
 i=0
