@@ -67,11 +67,11 @@ static tap_outcome_t match_imap3(const char *s, size_t n, mg_addr_t *addr)
     const size_t klen = sizeof(key) - 1;
 
     n = trim_end(s, n);
-    const char *k = memmem(s, n, key, klen);
+    const char *k = tap_find(s, n, key, klen);
     if (k == NULL)
         return TAP_MISSED;
     size_t kpos = (size_t)(k - s);
-    if (memmem(s, kpos, "login accepted:", 15) != NULL)
+    if (tap_find(s, kpos, "login accepted:", 15) != NULL)
         return TAP_MISSED;
     if (n == 0 || s[n - 1] != ']')
         return TAP_MISSED;
@@ -106,7 +106,7 @@ static tap_outcome_t match_noport(const char *s, size_t n, mg_addr_t *addr,
     long o = bracket_before(s, close, mid, midlen);
     if (o < 0)
         return TAP_MISSED;
-    const char *l = memmem(s, (size_t)o - midlen, lead, leadlen);
+    const char *l = tap_find(s, (size_t)o - midlen, lead, leadlen);
     if (l == NULL)
         return TAP_MISSED;
     return addr_outcome(s + o + 1, close - (size_t)o - 1, addr);

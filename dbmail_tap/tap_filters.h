@@ -26,4 +26,8 @@ typedef struct tap_filter {
 #define TAP_FILTERS_MAX 3
 size_t tap_filters_lookup(const char *name, const tap_filter_t **out);
 
+/* memmem tuned for log text (vector compare of the literal's first and
+ * last bytes); in tap_scan.c. */
+const char *tap_find(const char *h, size_t n, const char *lit, size_t k);
+
 #endif

@@ -175,7 +175,7 @@ int tap_matcher_add_failregex(tap_matcher_t *m, const char *re, char *err, size_
         int g = pcre2_substring_number_from_name(p.re, (PCRE2_SPTR)name);
         p.hostgrp[i] = g > 0 ? (uint32_t)g : 0;
     }
-    p.litlen = tap_regex_literal(re, lit, sizeof(lit));
+    p.litlen = tap_regex_literal(re, lit, sizeof(lit), &p.lit_at_start);
     p.lit = p.litlen ? strdup(lit) : NULL;
     p.src = strdup(re);
     if ((p.litlen && p.lit == NULL) || p.src == NULL || push(&m->fail, &m->nfail, &p) != 0) {
@@ -254,15 +254,26 @@ size_t tap_matcher_count(const tap_matcher_t *m)
     return m->nfail;
 }
 
-static int run(tap_matcher_t *m, pcre2_code *re, const char *s, size_t n)
+static int run(tap_matcher_t *m, pcre2_code *re, const char *s, size_t n, size_t start)
 {
-    return pcre2_match(re, (PCRE2_SPTR)s, n, 0, 0, m->md, m->mctx);
+    return pcre2_match(re, (PCRE2_SPTR)s, n, start, 0, m->md, m->mctx);
 }
 
 static tap_outcome_t match_regex(tap_matcher_t *m, const tap_pattern_t *p, const char *s,
                                  size_t n, mg_addr_t *addr)
 {
-    if (run(m, p->re, s, n) < 0)
+    size_t start = 0;
+
+    /* A line without the required literal cannot match; when the regex
+     * opens with it, no match starts before its first occurrence. */
+    if (p->litlen > 0) {
+        const char *h = tap_find(s, n, p->lit, p->litlen);
+        if (h == NULL)
+            return TAP_MISSED;
+        if (p->lit_at_start)
+            start = (size_t)(h - s);
+    }
+    if (run(m, p->re, s, n, start) < 0)
         return TAP_MISSED;   /* no match, or the match limit was hit */
     PCRE2_SIZE *ov = pcre2_get_ovector_pointer(m->md);
     uint32_t ovn = pcre2_get_ovector_count(m->md);
@@ -297,7 +308,7 @@ tap_outcome_t tap_match_line(tap_matcher_t *m, const char *line, size_t len, mg_
     }
     if (best == TAP_FAILURE) {
         for (size_t i = 0; i < m->nign; i++)
-            if (run(m, m->ign[i].re, line, len) >= 0)
+            if (run(m, m->ign[i].re, line, len, 0) >= 0)
                 return TAP_IGNORED;
     }
     return best;

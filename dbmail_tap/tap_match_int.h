@@ -20,6 +20,7 @@ typedef struct tap_pattern {
     char *src;                      /* the text it was built from */
     char *lit;                      /* required literal (NULL: none known) */
     size_t litlen;
+    int lit_at_start;               /* the regex begins with lit */
 } tap_pattern_t;
 
 struct tap_matcher {

@@ -204,12 +204,13 @@ static int is_quant(char c)
     return c == '*' || c == '?' || c == '+' || c == '{';
 }
 
-size_t tap_regex_literal(const char *re, char *lit, size_t size)
+size_t tap_regex_literal(const char *re, char *lit, size_t size, int *at_start)
 {
     char cur[256];
     size_t cl = 0, best = 0;
-    size_t i = 0;
+    size_t i = 0, run_start = 0;
 
+    *at_start = 0;
     if (size == 0)
         return 0;
     lit[0] = '\0';
@@ -251,7 +252,7 @@ size_t tap_regex_literal(const char *re, char *lit, size_t size)
             if (!isalnum((unsigned char)e) && e != '\n')
                 literal = (unsigned char)e;
             else if (strchr("dDsSwWhHvVbBAzZGKRXtnrfae", e) == NULL)
-                return 0;   /* an escape with an argument (\\x41, \\p{L}, \\1 ...) */
+                return 0;   /* an escape with an argument (\x41, \p{L}, \1 ...) */
             next = i + 2;
         } else if (c == '(') {
             next = skip_group(re, i);
@@ -283,12 +284,15 @@ size_t tap_regex_literal(const char *re, char *lit, size_t size)
             literal = -1;
         }
         if (literal >= 0 && cl < sizeof(cur) - 1) {
+            if (cl == 0)
+                run_start = i;
             cur[cl++] = (char)literal;
         } else {
             if (cl > best && cl < size) {
                 memcpy(lit, cur, cl);
                 lit[cl] = '\0';
                 best = cl;
+                *at_start = run_start == 0;
             }
             cl = 0;
         }
@@ -298,6 +302,7 @@ size_t tap_regex_literal(const char *re, char *lit, size_t size)
         memcpy(lit, cur, cl);
         lit[cl] = '\0';
         best = cl;
+        *at_start = run_start == 0;
     }
     return best;
 }

@@ -25,8 +25,10 @@ char *tap_regex_expand(const char *re, size_t *nhosts, const char **why);
  * The longest run of literal text every match of re must contain, into
  * lit (size >= 256), or 0 when none can be proven (alternation at the top
  * level, inline option settings, nothing literal).  Conservative: any
- * construct it does not understand ends the current run.
+ * construct it does not understand ends the current run.  *at_start is 1
+ * when the literal opens the regex, so no match can start before the
+ * literal's first occurrence.
  */
-size_t tap_regex_literal(const char *re, char *lit, size_t size);
+size_t tap_regex_literal(const char *re, char *lit, size_t size, int *at_start);
 
 #endif

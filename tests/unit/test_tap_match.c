@@ -330,24 +330,29 @@ END_TEST
 START_TEST(regex_literal)
 {
     char lit[256];
+    int at = -1;
 
-    ck_assert_uint_eq(tap_regex_literal(SEED, lit, sizeof(lit)), 22);
+    ck_assert_uint_eq(tap_regex_literal(SEED, lit, sizeof(lit), &at), 22);
     ck_assert_str_eq(lit, "login rejected: user [");
-    ck_assert_uint_gt(tap_regex_literal("foo\\.bar <HOST>", lit, sizeof(lit)), 0);
+    ck_assert_int_eq(at, 1);
+    ck_assert_uint_gt(tap_regex_literal("^login rejected <HOST>", lit, sizeof(lit), &at), 0);
+    ck_assert_int_eq(at, 0);
+    ck_assert_uint_gt(tap_regex_literal("foo\\.bar <HOST>", lit, sizeof(lit), &at), 0);
     ck_assert_str_eq(lit, "foo.bar ");
-    ck_assert_uint_eq(tap_regex_literal("abc|def <HOST>", lit, sizeof(lit)), 0);
-    ck_assert_uint_eq(tap_regex_literal("(?i)login rejected <HOST>", lit, sizeof(lit)), 0);
-    ck_assert_uint_eq(tap_regex_literal("\\x41bcdef <HOST>", lit, sizeof(lit)), 0);
-    ck_assert_uint_eq(tap_regex_literal("\\Qabc\\E <HOST>", lit, sizeof(lit)), 0);
-    ck_assert_uint_eq(tap_regex_literal("ab(*ACCEPT)cdefgh <HOST>", lit, sizeof(lit)), 0);
+    ck_assert_uint_eq(tap_regex_literal("abc|def <HOST>", lit, sizeof(lit), &at), 0);
+    ck_assert_uint_eq(tap_regex_literal("(?i)login rejected <HOST>", lit, sizeof(lit), &at), 0);
+    ck_assert_uint_eq(tap_regex_literal("\\x41bcdef <HOST>", lit, sizeof(lit), &at), 0);
+    ck_assert_uint_eq(tap_regex_literal("\\Qabc\\E <HOST>", lit, sizeof(lit), &at), 0);
+    ck_assert_uint_eq(tap_regex_literal("ab(*ACCEPT)cdefgh <HOST>", lit, sizeof(lit), &at), 0);
     /* optional characters are left out, groups and classes end a run */
-    ck_assert_uint_gt(tap_regex_literal("abcdX?efg(hijklmnop)q[rs]tuv", lit, sizeof(lit)), 0);
+    ck_assert_uint_gt(tap_regex_literal("abcdX?efg(hijklmnop)q[rs]tuv", lit, sizeof(lit), &at), 0);
     ck_assert_str_eq(lit, "abcd");
-    ck_assert_uint_gt(tap_regex_literal("xy+zzzz", lit, sizeof(lit)), 0);
+    ck_assert_uint_gt(tap_regex_literal("xy+zzzz", lit, sizeof(lit), &at), 0);
     ck_assert_str_eq(lit, "zzzz");
-    ck_assert_uint_gt(tap_regex_literal("(a|b)cdef", lit, sizeof(lit)), 0);
+    ck_assert_uint_gt(tap_regex_literal("(a|b)cdef", lit, sizeof(lit), &at), 0);
     ck_assert_str_eq(lit, "cdef");
-    ck_assert_uint_eq(tap_regex_literal(".*\\d+", lit, sizeof(lit)), 0);
+    ck_assert_int_eq(at, 0);
+    ck_assert_uint_eq(tap_regex_literal(".*\\d+", lit, sizeof(lit), &at), 0);
 }
 END_TEST
 
