@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -42,11 +43,14 @@
 #include "tap_queue.h"
 #include "tap_state.h"
 
-#define TAP_BATCH 4096              /* failures per writer round */
+#define TAP_BATCH 131072            /* most failures per writer round */
+#define TAP_BATCH_SMALL 1024        /* rounds up to this use the standing buffers */
+#define TAP_LINGER_MAX_MS 50        /* longest wait for a burst to end */
 #define TAP_FLUSH_MS 10000          /* longest flush at SIGTERM */
 #define TAP_STATE_MS 1000           /* statefile written at most this often */
 #define TAP_FW_SYNC_MS 5000         /* full firewall resync period */
 #define TAP_WRITER_TIMEOUT_MS 2000  /* Redis command timeout for batches */
+#define TAP_LINGER_US 2000
 
 typedef struct file_jails {
     uint8_t *jails;
@@ -255,62 +259,186 @@ static void log_ban(const tap_jail_t *j, const mg_addr_t *key, const mg_record_r
                res->count, until, res->bans);
 }
 
+/*
+ * The writer's arrays for one round of n failures.  A quiet daemon uses the
+ * small set allocated once; a burst gets a mapping of its own that is
+ * unmapped after the round, so the memory of a flood is given back.
+ */
+typedef struct wbuf {
+    tap_failure_t *batch;
+    int64_t *times;
+    mg_record_result_t *res;
+    size_t *idx;
+    mg_addr_t *keys;
+    uint8_t *sent;
+    void *map;
+    size_t maplen;
+} wbuf_t;
+
+#define WBUF_ENTRY (sizeof(tap_failure_t) + sizeof(int64_t) + sizeof(mg_record_result_t) \
+                    + sizeof(size_t) + sizeof(mg_addr_t) + 1)
+
+static int wbuf_carve(wbuf_t *w, char *p, size_t n)
+{
+    /* most aligned first */
+    w->batch = (tap_failure_t *)(void *)p;
+    p += n * sizeof(tap_failure_t);
+    w->times = (int64_t *)(void *)p;
+    p += n * sizeof(int64_t);
+    w->res = (mg_record_result_t *)(void *)p;
+    p += n * sizeof(mg_record_result_t);
+    w->idx = (size_t *)(void *)p;
+    p += n * sizeof(size_t);
+    w->keys = (mg_addr_t *)(void *)p;
+    p += n * sizeof(mg_addr_t);
+    w->sent = (uint8_t *)p;
+    return 0;
+}
+
+static int wbuf_get(wbuf_t *w, wbuf_t *small, size_t n)
+{
+    w->map = NULL;
+    w->maplen = 0;
+    if (n <= TAP_BATCH_SMALL) {
+        *w = *small;
+        return 0;
+    }
+    w->maplen = n * WBUF_ENTRY;
+    w->map = mmap(NULL, w->maplen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (w->map == MAP_FAILED) {
+        w->map = NULL;
+        *w = *small;
+        return -1;
+    }
+    return wbuf_carve(w, w->map, n);
+}
+
+static void wbuf_put(wbuf_t *w)
+{
+    if (w->map != NULL) {
+        munmap(w->map, w->maplen);
+        w->map = NULL;
+    }
+}
+
 static void *writer_main(void *arg)
 {
     run_t *r = arg;
     mg_store_cfg_t scfg = r->scfg;
     mg_store_t *st;
-    tap_failure_t *batch = malloc(TAP_BATCH * sizeof(*batch));
-    mg_addr_t *keys = malloc(TAP_BATCH * sizeof(*keys));
-    int64_t *times = malloc(TAP_BATCH * sizeof(*times));
-    mg_record_result_t *res = malloc(TAP_BATCH * sizeof(*res));
+    wbuf_t small = { 0 };
+    char *small_mem = malloc(TAP_BATCH_SMALL * WBUF_ENTRY);
+    uint8_t *sent_prev = NULL;
+    uint64_t sent_base = 0;
+    size_t sent_len = 0, sent_cap = 0;
     int down = 0, backoff = 100;
     int64_t flush_deadline = 0;
 
     scfg.command_timeout_ms = TAP_WRITER_TIMEOUT_MS;
     st = mg_store_new(&scfg);
-    if (st == NULL || batch == NULL || keys == NULL || times == NULL || res == NULL) {
+    if (st == NULL || small_mem == NULL) {
         tap_error("MG0604: out of memory starting the Redis writer");
         goto end;
     }
+    wbuf_carve(&small, small_mem, TAP_BATCH_SMALL);
     for (;;) {
         uint64_t seq;
-        size_t n, i = 0, stored = 0;
+        size_t n, i, stored = 0;
         int failed = 0;
         int stopping = atomic_load(&r->stop);
+        wbuf_t w;
 
         if (stopping && flush_deadline == 0) {
             flush_deadline = mono_ms() + TAP_FLUSH_MS;
         }
-        n = tap_queue_peek_wait(r->q, batch, TAP_BATCH, stopping ? 0 : 1000, &seq);
+        tap_queue_peek_wait(r->q, NULL, 0, stopping ? 0 : 1000, &seq);
+        n = tap_queue_len(r->q);
         if (n == 0) {
             if (stopping) {
                 break;
             }
             continue;
         }
-        while (i < n && !failed) {
+        if (n > 1 && !stopping) {
+            /* A burst is being read: wait while it grows so that one round
+             * takes it whole.  The store groups a round's failures by
+             * address, and Redis's cost is per address group, not per
+             * failure.  A lone failure (the latency case) goes at once. */
+            int64_t until = mono_ms() + TAP_LINGER_MAX_MS;
+            size_t before;
+            do {
+                struct timespec ts = { 0, TAP_LINGER_US * 1000L };
+                before = n;
+                nanosleep(&ts, NULL);
+                n = tap_queue_len(r->q);
+            } while (n > before && n < TAP_BATCH && mono_ms() < until);
+        }
+        if (n > TAP_BATCH) {
+            n = TAP_BATCH;
+        }
+        if (wbuf_get(&w, &small, n) != 0) {
+            n = TAP_BATCH_SMALL < n ? TAP_BATCH_SMALL : n;
+        }
+        n = tap_queue_peek_wait(r->q, w.batch, n, 0, &seq);
+        /* Entries a failed round already stored are not sent twice. */
+        for (i = 0; i < n; i++) {
+            uint64_t sq = seq + i;
+            w.sent[i] = sq >= sent_base && sq < sent_base + sent_len
+                        ? sent_prev[sq - sent_base] : 0;
+        }
+        int64_t round_t0 = mono_ms();
+        /* One store call per jail (the store pipelines it): the jails of a
+         * shared log interleave, and a call per run would cost Redis a
+         * script call per few failures. */
+        for (i = 0; i < n && !failed; i++) {
             size_t k = 0, done = 0;
-            uint8_t jail = batch[i].jail;
+            uint8_t jail = w.batch[i].jail;
             const tap_jail_t *j = r->jails[jail];
-            while (i + k < n && batch[i + k].jail == jail) {
-                keys[k] = batch[i + k].key;
-                times[k] = batch[i + k].time_ms;
-                k++;
+            if (w.sent[i]) {
+                continue;
             }
-            if (mg_store_record_failures(st, j->name, &j->policy, k, keys, times, res, &done)
-                != 0) {
+            for (size_t x = i; x < n; x++) {
+                if (!w.sent[x] && w.batch[x].jail == jail) {
+                    w.idx[k] = x;
+                    w.keys[k] = w.batch[x].key;
+                    w.times[k] = w.batch[x].time_ms;
+                    k++;
+                }
+            }
+            if (mg_store_record_failures(st, j->name, &j->policy, k, w.keys, w.times, w.res,
+                                         &done) != 0) {
                 failed = 1;
             }
             for (size_t m = 0; m < done; m++) {
-                if (res[m].banned) {
-                    log_ban(j, &keys[m], &res[m]);
+                w.sent[w.idx[m]] = 1;
+                if (w.res[m].banned) {
+                    log_ban(j, &w.keys[m], &w.res[m]);
                 }
             }
-            stored += done;
-            i += k;
         }
+        while (stored < n && w.sent[stored]) {
+            stored++;
+        }
+        sent_len = 0;
+        if (stored < n) {
+            /* remember what this round stored beyond the popped prefix */
+            if (sent_cap < n) {
+                uint8_t *np = realloc(sent_prev, n);
+                if (np != NULL) {
+                    sent_prev = np;
+                    sent_cap = n;
+                }
+            }
+            if (sent_cap >= n) {
+                memcpy(sent_prev, w.sent, n);
+                sent_base = seq;
+                sent_len = n;
+            }
+        }
+        wbuf_put(&w);
         tap_queue_pop(r->q, seq, stored);
+        tap_debug("MG0625: round of %zu failures: %zu stored in %lld ms", n, stored,
+                  (long long)(mono_ms() - round_t0));
         if (failed) {
             if (!down) {
                 tap_error("MG0620: Redis unavailable (%s): failures are queued until it returns",
@@ -339,10 +467,8 @@ static void *writer_main(void *arg)
     }
 end:
     mg_store_free(st);
-    free(batch);
-    free(keys);
-    free(times);
-    free(res);
+    free(small_mem);
+    free(sent_prev);
     return NULL;
 }
 

@@ -44,6 +44,21 @@ def wait_for(fn, timeout=5.0, interval=0.01, what="condition"):
                          % (timeout, what, last))
 
 
+def window_count(redis, key):
+    """Entries of a failure window.  Its encoding is the store's internal
+    business (a sorted set, or a string of fixed-width 15-digit times, or
+    comma-separated times, as the scripts evolve): count any of them."""
+    kind = redis.cmd("TYPE", key)
+    if kind == "none":
+        return 0
+    if kind == "zset":
+        return redis.cmd("ZCARD", key)
+    v = redis.cmd("GET", key) or ""
+    if "," in v:
+        return v.count(",") + 1
+    return len(v) // 15
+
+
 def append(path, text):
     with open(path, "a") as f:
         f.write(text)
@@ -155,7 +170,7 @@ class TapDaemon:
     # ---- Redis views ----
     def window(self, jail, addr):
         """Failures currently in addr's window for jail."""
-        return self.redis.cmd("ZCARD", "mailguard:fail:%s:%s" % (jail, addr))
+        return window_count(self.redis, "mailguard:fail:%s:%s" % (jail, addr))
 
     def ban_score(self, addr):
         return self.redis.cmd("ZSCORE", "mailguard:bans", addr)
