@@ -170,7 +170,7 @@ int tap_matcher_add_failregex(tap_matcher_t *m, const char *re, char *err, size_
     if (p.re == NULL)
         return -1;
     for (size_t i = 0; i < p.nhosts; i++) {
-        char name[16];
+        char name[32];
         snprintf(name, sizeof(name), "tapH%zu", i);
         int g = pcre2_substring_number_from_name(p.re, (PCRE2_SPTR)name);
         p.hostgrp[i] = g > 0 ? (uint32_t)g : 0;
