@@ -188,7 +188,9 @@ int tap_cmd_bans(int argc, char **argv)
         rc = 1;
         goto end;
     }
-    qsort(rows.v, rows.n, sizeof(*rows.v), row_cmp);
+    if (rows.n > 0) {
+        qsort(rows.v, rows.n, sizeof(*rows.v), row_cmp);
+    }
     printf("%-45s %-21s %s\n", "ADDRESS", "EXPIRES", "LEFT");
     for (size_t i = 0; i < rows.n; i++) {
         char txt[MG_ADDR_STRLEN], when[32], left[32];

@@ -489,7 +489,9 @@ int tap_fw_sync(tap_fw_t *fw, const tap_fw_ban_t *bans, size_t n, int64_t now)
     if (want == NULL) {
         return -1;
     }
-    memcpy(want, bans, n * sizeof(*want));
+    if (n > 0) {
+        memcpy(want, bans, n * sizeof(*want));
+    }
     nw = normalise(want, n, now);
     if (fw->need_full) {
         rc = fw->action == TAP_BANACTION_NFTABLES ? nft_full(fw, want, nw, now)
@@ -535,7 +537,8 @@ int tap_fw_sync(tap_fw_t *fw, const tap_fw_ban_t *bans, size_t n, int64_t now)
             }
             for (size_t k = 0; k < na && rc == 0; k++) {
                 /* an expiry change needs no command: ipfw has no timeouts */
-                if (bsearch(&add[k], fw->applied, fw->n, sizeof(*add), ban_cmp) == NULL) {
+                if (fw->n == 0
+                    || bsearch(&add[k], fw->applied, fw->n, sizeof(*add), ban_cmp) == NULL) {
                     rc = ipfw_entry(fw, "add", &add[k].key, TAP_IPFW_TABLE);
                 }
             }
@@ -581,7 +584,8 @@ int tap_fw_update(tap_fw_t *fw, const tap_fw_ban_t *bans, size_t n,
         }
     }
     for (size_t i = 0; i < n; i++) {
-        tap_fw_ban_t *have = bsearch(&bans[i], fw->applied, fw->n, sizeof(*next), ban_cmp);
+        tap_fw_ban_t *have = fw->n == 0 ? NULL
+                             : bsearch(&bans[i], fw->applied, fw->n, sizeof(*next), ban_cmp);
         next[nn] = bans[i];
         /* a ban event never shortens a ban already known (Redis keeps the later expiry) */
         if (have != NULL && have->expiry > bans[i].expiry) {
