@@ -29,20 +29,22 @@ typedef struct counts {
     int print_ignored;
 } counts_t;
 
+/* Matched addresses are hosts (plen 128): the 16 bytes are the key. */
 static size_t hash_addr(const mg_addr_t *a)
 {
-    uint64_t h = 1469598103934665603ULL;
+    uint64_t x, y;
 
-    for (size_t i = 0; i < sizeof(a->a); i++)
-        h = (h ^ a->a[i]) * 1099511628211ULL;
-    return (size_t)(h ^ (h >> 29));
+    memcpy(&x, a->a, 8);
+    memcpy(&y, a->a + 8, 8);
+    x = (x ^ (y * 0x9e3779b97f4a7c15ULL)) * 0xff51afd7ed558ccdULL;
+    return (size_t)(x ^ (x >> 32));
 }
 
 static slot_t *find_slot(slot_t *s, size_t cap, const mg_addr_t *a)
 {
     size_t i = hash_addr(a) & (cap - 1);
 
-    while (s[i].count != 0 && !mg_addr_equal(&s[i].addr, a))
+    while (s[i].count != 0 && memcmp(s[i].addr.a, a->a, sizeof(a->a)) != 0)
         i = (i + 1) & (cap - 1);
     return &s[i];
 }
