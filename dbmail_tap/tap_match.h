@@ -64,7 +64,8 @@ int tap_matcher_add_failregex(tap_matcher_t *m, const char *re,
 int tap_matcher_add_ignoreregex(tap_matcher_t *m, const char *re,
                                 char *err, size_t errlen);
 
-/* Number of failure patterns (filters count one each). */
+/* Number of failure patterns: each regex counts one, a built-in filter one
+ * per DBMail format it reads ("dbmail" counts three). */
 size_t tap_matcher_count(const tap_matcher_t *m);
 
 /*
