@@ -262,6 +262,9 @@ int tap_ini_parse(const char *text, size_t len, const char *fname, tap_ini_t **o
         fail(&p, zl, "NUL byte in the file");
         goto bad;
     }
+    /* a UTF-8 byte order mark, as some editors write one */
+    if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0)
+        pos = 3;
     while (pos < len) {
         const char *s = text + pos;
         const char *nl = memchr(s, '\n', len - pos);

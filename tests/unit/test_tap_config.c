@@ -119,6 +119,11 @@ START_TEST(defaults)
     ck_assert_uint_eq(j->nfailregex, 0);
     tap_config_free(cfg);
 
+    /* a byte order mark is skipped */
+    cfg = parse_ok("\xEF\xBB\xBF[DEFAULT]\nmaxretry = 2\n[j]\n");
+    ck_assert_uint_eq(cfg->jails[0].policy.maxretry, 2);
+    tap_config_free(cfg);
+
     /* an empty file is a valid configuration without jails */
     cfg = parse_ok("");
     ck_assert_uint_eq(cfg->njails, 0);
