@@ -178,3 +178,24 @@ def test_redis_down_at_start_then_available(tmp_path, httpd_factory):
         srv.stop()
     finally:
         redis.stop()
+
+
+def test_graceful_restart_with_redis_down_keeps_known_bans(redis_server, httpd_factory):
+    srv = server(httpd_factory, redis_server.url, name="restart-keeps")
+    know_a_ban(srv, redis_server)
+    me = "127.0.6.50"
+    for _ in range(2):
+        assert srv.basic_login_fail(src=me).status == 401
+    time.sleep(0.3)
+    redis_server.stop()
+    # A new generation of children (apachectl graceful) must not start
+    # from an empty mirror while Redis cannot be asked.
+    mark = srv.mark()
+    srv.graceful()
+    assert wait_for(lambda: "AH00489" in "\n".join(srv.errlog_lines(since=mark))
+                    or "resuming normal operations" in "\n".join(srv.errlog_lines(since=mark)),
+                    within=10, step=0.1), "no graceful restart happened"
+    time.sleep(1.5)
+    assert status(srv, KNOWN) == 403
+    assert srv.get("/static.txt", src=me).status == 403
+    assert_fast(srv, 5, src="127.0.6.51")

@@ -309,6 +309,10 @@ RemoteIPInternalProxy 127.0.0.1
         self.stop(check=False)
         raise RuntimeError("apache2 did not answer on port %d" % self.port)
 
+    def graceful(self):
+        """apachectl graceful: SIGUSR1 to the parent by its PID."""
+        self.proc.send_signal(signal.SIGUSR1)
+
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
