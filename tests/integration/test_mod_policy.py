@@ -83,3 +83,35 @@ def test_ban_time_without_increment_stays_the_same(redis_server, httpd_factory):
     finally:
         ev.close()
     assert len(msgs) == 2, msgs
+
+
+def test_concurrent_failures_are_counted_exactly(redis_server, httpd_factory):
+    from concurrent.futures import ThreadPoolExecutor
+    srv = httpd_factory(redis=redis_server.url, name="concurrent", vhost_conf="""
+    MailGuardEngine On
+    MailGuardWatch roundcube
+    MailGuardMaxRetry 10
+    MailGuardBanTime 1h
+""")
+    client = "203.0.113.90"
+
+    def burst(n):
+        with ThreadPoolExecutor(max_workers=n) as pool:
+            return list(pool.map(lambda _: srv.basic_login_fail(src="127.0.0.1", xff=client).status,
+                                 range(n)))
+
+    # Nine at once, on both children: one short of the threshold.
+    assert burst(9) == [401] * 9
+    time.sleep(SETTLE)
+    assert srv.get("/static.txt", src="127.0.0.1", xff=client).status == 200
+    assert client not in bans(redis_server)
+    ev = Events(redis_server)
+    try:
+        statuses = burst(6)
+        msgs = [m for m in ev.collect(timeout=1.0) if m.startswith("ban ")]
+    finally:
+        ev.close()
+    assert statuses.count(401) >= 1
+    assert set(statuses) <= {401, 403}
+    assert [m.split()[1] for m in msgs] == [client], msgs
+    assert srv.get("/static.txt", src="127.0.0.1", xff=client).status == 403
