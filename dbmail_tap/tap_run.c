@@ -512,7 +512,7 @@ static void *firewall_main(void *arg)
         tap_error("MG0605: out of memory starting the firewall keeper");
         goto end;
     }
-    tap_info("MG0643: firewall action %s on ports of %zu entries", tap_banaction_name(r->cfg->banaction),
+    tap_info("MG0643: firewall action %s on %zu ports", tap_banaction_name(r->cfg->banaction),
              r->cfg->nports);
     while (!atomic_load(&r->stop)) {
         mg_store_event_t ev;
@@ -814,7 +814,7 @@ int tap_cmd_run(int argc, char **argv)
                 np = 2;
             }
             if (poll(pf, (nfds_t)np, tmo) < 0 && errno != EINTR) {
-                tap_error("MG0610: poll: %s", strerror(errno));
+                tap_error("MG0619: poll: %s", strerror(errno));
                 break;
             }
             if (pf[0].revents & POLLIN) {
