@@ -1,4 +1,6 @@
 """dbmail_tap's command line: every command, its help, and its errors."""
+import os
+import subprocess
 import time
 
 import pytest
@@ -142,9 +144,8 @@ def test_commands_report_an_unreachable_redis_in_one_line(build_dir, tmp_path):
 
 
 def test_commands_report_a_missing_or_bad_config(tap):
-    r = tap.binary, "bans", "-c", "/nonexistent/dbmail_tap.conf"
-    import subprocess
-    r = subprocess.run(list(r), capture_output=True, text=True, timeout=10)
+    r = subprocess.run([tap.binary, "bans", "-c", "/nonexistent/dbmail_tap.conf"],
+                       capture_output=True, text=True, timeout=10)
     assert r.returncode == 1 and "/nonexistent/dbmail_tap.conf" in r.stderr
     with open(tap.conf, "a") as f:
         f.write("bogus_key = 1\n")
@@ -153,3 +154,28 @@ def test_commands_report_a_missing_or_bad_config(tap):
 
 def test_dash_c_without_a_file_is_a_usage_error(tap):
     one_line_error(tap.cli("bans", "-c", config=False), 2, "-c needs a FILE")
+
+
+def test_the_shipped_example_config_is_valid(tap, tmp_path):
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    text = open(os.path.join(root, "build", "packaging", "dbmail_tap.conf")).read()
+    assert "redis = redis://127.0.0.1:6379" in text
+    conf = os.path.join(str(tmp_path), "example.conf")
+    with open(conf, "w") as f:
+        f.write(text.replace("redis://127.0.0.1:6379", tap.redis.url))
+    r = subprocess.run([tap.binary, "bans", "-c", conf], capture_output=True, text=True,
+                       timeout=10)
+    assert r.returncode == 0, r.stderr
+    assert "0 live bans" in r.stdout
+
+
+def test_the_systemd_unit_runs_the_daemon_in_the_foreground(tap):
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    unit = open(os.path.join(root, "build", "packaging", "dbmail_tap.service")).read()
+    lines = set(l.strip() for l in unit.splitlines())
+    assert "Type=simple" in lines
+    assert ("ExecStart=/usr/local/sbin/dbmail_tap run -c /etc/mailguard/dbmail_tap.conf"
+            in lines)
+    assert "ExecReload=/bin/kill -HUP $MAINPID" in lines
+    assert "NoNewPrivileges=yes" in lines and "ProtectSystem=strict" in lines
+    assert "StateDirectory=dbmail_tap" in lines   # the default statefile's directory
