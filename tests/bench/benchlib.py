@@ -701,11 +701,12 @@ class Callgrind:
 _ANN_RE = re.compile(r"^\s*([\d,]+)\s+(?:\(\s*[\d.]+%\)\s+)?(\S.*)$")
 
 
-def _annotate(files, needle):
-    """{function: inclusive Ir} for functions whose line mentions needle."""
+def _annotate(files, needle, inclusive=True):
+    """{function: Ir} for functions whose line mentions needle."""
     out = {}
     for f in files:
-        p = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100", f],
+        p = subprocess.run(["callgrind_annotate", "--inclusive=%s" % ("yes" if inclusive else "no"),
+                            "--threshold=100", "--auto=no", f],
                            capture_output=True, text=True, timeout=120)
         for line in p.stdout.splitlines():
             m = _ANN_RE.match(line)
@@ -713,6 +714,27 @@ def _annotate(files, needle):
                 name = m.group(2).split(" [")[0]
                 out[name] = out.get(name, 0) + int(m.group(1).replace(",", ""))
     return out
+
+
+def self_profile(result):
+    """Per-request exclusive instructions of every function (the N and 2N
+    dumps of a measure() differenced); they add up to per_req."""
+    a = _annotate(result["files_N"], "", inclusive=False)
+    b = _annotate(result["files_2N"], "", inclusive=False)
+    # The frames that were on the stack when counting switched on (main,
+    # the MPM loop) are shown with the whole window's cost: not their own.
+    frames = {fn for fn, v in b.items() if v == b.get("PROGRAM TOTALS")}
+    return {fn: (b.get(fn, 0) - a.get(fn, 0)) / result["N"]
+            for fn in set(a) | set(b) if fn not in frames}
+
+
+def profile_diff(base, other, top=12):
+    """Functions whose own cost per request differs most between two
+    measure() results of the same binary: where an overhead goes."""
+    pa, pb = self_profile(base), self_profile(other)
+    rows = [(fn, pb.get(fn, 0) - pa.get(fn, 0)) for fn in set(pa) | set(pb)]
+    rows.sort(key=lambda x: -abs(x[1]))
+    return rows[:top]
 
 
 def module_breakdown(result, needle, top=10):
