@@ -78,11 +78,29 @@ void *mg_create_dir_conf(apr_pool_t *p, char *dir)
 #define MG_PICK(f, unset) (add->f != (unset) ? add->f : base->f)
 #define MG_PICKP(f) (add->f != NULL ? add->f : base->f)
 
+/* Nothing set in this scope (the common case: a <Directory> without any
+ * MailGuard directive). */
+static int mg_dir_unset(const mg_dir_conf_t *d)
+{
+    return d->engine < 0 && d->deny_status < 0 && d->watch < 0 && d->rules == NULL
+           && d->jail == NULL && d->maxretry < 0 && d->findtime < 0 && d->bantime < 0
+           && d->maxtime < 0 && d->increment < 0 && d->factor < 0 && d->ignore == NULL;
+}
+
 void *mg_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
 {
     const mg_dir_conf_t *base = basev;
     const mg_dir_conf_t *add = addv;
-    mg_dir_conf_t *m = apr_pcalloc(p, sizeof(*m));
+    mg_dir_conf_t *m;
+
+    /* httpd merges per-dir configs on every request that crosses a
+     * <Directory> or <Location>: when this scope sets nothing the result
+     * is the base itself, with no allocation.  Records are never modified
+     * after configuration, so sharing is safe. */
+    if (mg_dir_unset(add)) {
+        return basev;
+    }
+    m = apr_pcalloc(p, sizeof(*m));
 
     m->engine = MG_PICK(engine, -1);
     m->deny_status = MG_PICK(deny_status, -1);
@@ -134,16 +152,6 @@ void *mg_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
 
 /* ------------------------------------------------------------------ */
 /* getters                                                             */
-
-const mg_dir_conf_t *mg_dir_conf(ap_conf_vector_t *per_dir)
-{
-    return ap_get_module_config(per_dir, &mailguard_module);
-}
-
-int mg_dir_engine(const mg_dir_conf_t *d)
-{
-    return d && d->engine > 0;
-}
 
 int mg_dir_deny_status(const mg_dir_conf_t *d)
 {

@@ -71,8 +71,17 @@ void *mg_create_srv_conf(apr_pool_t *p, server_rec *s);
 void *mg_merge_srv_conf(apr_pool_t *p, void *basev, void *addv);
 
 /* Typed getters: defaults applied, never a sentinel. */
-const mg_dir_conf_t *mg_dir_conf(ap_conf_vector_t *per_dir);
-int mg_dir_engine(const mg_dir_conf_t *d);
+extern module AP_MODULE_DECLARE_DATA mailguard_module;
+
+/* Inline: read on every request. */
+static inline const mg_dir_conf_t *mg_dir_conf(ap_conf_vector_t *per_dir)
+{
+    return ap_get_module_config(per_dir, &mailguard_module);
+}
+static inline int mg_dir_engine(const mg_dir_conf_t *d)
+{
+    return d != NULL && d->engine > 0;
+}
 int mg_dir_deny_status(const mg_dir_conf_t *d);
 int mg_dir_watch(const mg_dir_conf_t *d);
 const apr_array_header_t *mg_dir_rules(const mg_dir_conf_t *d);

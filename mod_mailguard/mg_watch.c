@@ -382,7 +382,10 @@ int mg_watch_log_transaction(request_rec *r)
         return DECLINED;
     }
     d = mg_dir_conf(r->per_dir_config);
-    if (!mg_dir_engine(d) || !mg_dir_watching(d)) {
+    /* The built-in rules only ever count a POST: every other request
+     * leaves here unless a MailGuardFailure rule applies. */
+    if (!mg_dir_engine(d) || (r->method_number != M_POST && mg_dir_rules(d) == NULL)
+        || !mg_dir_watching(d)) {
         return DECLINED;
     }
     while (last->next != NULL) {
