@@ -45,6 +45,7 @@ struct mg_store_batch {
     char k[MG_STORE_CHUNK][12];
     char now[MG_STORE_CHUNK][24];
     size_t *order;          /* pair indexes grouped by address */
+    unsigned char *ok;      /* per pair: confirmed recorded */
     size_t cap;
 };
 
@@ -280,7 +281,11 @@ void mg_store_free(mg_store_t *st)
     drop(st);
     if (st->sub != NULL)
         redisFree(st->sub);
-    free(st->batch);
+    if (st->batch != NULL) {
+        free(st->batch->order);
+        free(st->batch->ok);
+        free(st->batch);
+    }
     memset(&st->url, 0, sizeof(st->url));
     __asm__ __volatile__("" : : "r"(&st->url) : "memory");
     free(st);
@@ -583,6 +588,12 @@ static int append_chunk(mg_store_t *st, int eval, const char *jail, const mg_pol
     return redisAppendCommandArgv(st->c, (int)a, b->argv, b->len);
 }
 
+static void confirm(unsigned char *ok, const size_t *ord, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        ok[ord[i]] = 1;
+}
+
 /* Scratch for a batch of n: argument buffers once per store, the order
  * array grown to the largest batch seen. */
 static int batch_scratch(mg_store_t *st, size_t n)
@@ -591,9 +602,14 @@ static int batch_scratch(mg_store_t *st, size_t n)
         return -1;
     if (st->batch->cap < n) {
         size_t *o = realloc(st->batch->order, n * sizeof(*o));
+        unsigned char *ok;
         if (o == NULL)
             return -1;
         st->batch->order = o;
+        ok = realloc(st->batch->ok, n);
+        if (ok == NULL)
+            return -1;
+        st->batch->ok = ok;
         st->batch->cap = n;
     }
     return 0;
@@ -606,7 +622,7 @@ int mg_store_record_failures(mg_store_t *st, const char *jail, const mg_policy_t
     struct policy_args pa;
     redisReply *r = NULL;
     size_t next = 0, confirmed = 0, *ord;
-    int rc = -1;
+    int rc = -1, tracked = 0;
 
     if (res != NULL && n > 0)
         memset(res, 0, n * sizeof(*res));
@@ -626,6 +642,8 @@ int mg_store_record_failures(mg_store_t *st, const char *jail, const mg_policy_t
     ord = st->batch->order;
     for (size_t i = 0; i < n; i++)
         ord[i] = i;
+    memset(st->batch->ok, 0, n);
+    tracked = 1;
     qsort_r(ord, n, sizeof(*ord), by_address, (void *)keys);
     if (ready(st) != 0)
         goto end;
@@ -657,10 +675,10 @@ int mg_store_record_failures(mg_store_t *st, const char *jail, const mg_policy_t
                 goto end;
             }
             r = vr;
+            /* every reply is read and used: the calls after a refused one
+             * ran all the same */
             if (is_noscript(r))
                 noscript[j] = 1;
-            else if (failed)
-                ;
             else if (r->type == REDIS_REPLY_ERROR) {
                 mg_store_seterr(st, "%s: record_failure: %s", st->where, r->str);
                 failed = 1;
@@ -668,7 +686,7 @@ int mg_store_record_failures(mg_store_t *st, const char *jail, const mg_policy_t
             else if (parse_record(st, r, count[j], ord + start[j], res) != 0)
                 failed = 1;
             else
-                confirmed += count[j];
+                confirm(st->batch->ok, ord + start[j], count[j]);
             freeReplyObject(r);
             r = NULL;
         }
@@ -693,7 +711,7 @@ int mg_store_record_failures(mg_store_t *st, const char *jail, const mg_policy_t
             else if (parse_record(st, r, count[j], ord + start[j], res) != 0)
                 failed = 1;
             else
-                confirmed += count[j];
+                confirm(st->batch->ok, ord + start[j], count[j]);
             freeReplyObject(r);
             r = NULL;
         }
@@ -704,6 +722,16 @@ int mg_store_record_failures(mg_store_t *st, const char *jail, const mg_policy_t
 end:
     if (r != NULL)
         freeReplyObject(r);
+    /* the leading pairs, in the caller's order, that are known recorded;
+     * the results of the others are cleared (count 0 = not confirmed) */
+    if (tracked) {
+        while (confirmed < n && st->batch->ok[confirmed])
+            confirmed++;
+        if (rc != 0 && res != NULL)
+            for (size_t i = 0; i < n; i++)
+                if (!st->batch->ok[i])
+                    memset(&res[i], 0, sizeof(res[i]));
+    }
     if (done != NULL)
         *done = confirmed;
     return rc;

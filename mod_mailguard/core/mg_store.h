@@ -79,12 +79,16 @@ int mg_store_record_failure(mg_store_t *st, const char *jail, const mg_addr_t *k
 
 /*
  * The same for n failures of one jail at once (dbmail_tap's ingest): pair i
- * is keys[i] at now_ms[i], recorded in order exactly as n calls of
- * mg_store_record_failure would, res[i] (res may be NULL) its result.  The
- * pairs go 256 per script call, several calls per round trip.  *done (may
- * be NULL) is the number of leading pairs confirmed recorded, n on success;
- * after a failure pairs from *done on were not confirmed, and those of a
- * call in flight when the connection failed may have been recorded.
+ * is keys[i] at now_ms[i], res[i] (res may be NULL) its result, with the
+ * outcome of n calls of mg_store_record_failure in that order.  Failures
+ * of one address are grouped (the script reads and writes its window once
+ * per group), so the larger the batch, the cheaper each failure; pairs go
+ * 256 per script call, 8 calls per round trip.  *done (may be NULL) is the
+ * number of leading pairs (in the caller's order) confirmed recorded, n on
+ * success.  After a failure, res[i].count is 0 exactly for the pairs not
+ * confirmed (a recorded failure counts at least 1): pairs after *done with
+ * a count were recorded and must not be sent again; those of a call in
+ * flight when the connection failed may have been recorded.
  */
 int mg_store_record_failures(mg_store_t *st, const char *jail, const mg_policy_t *pol,
                              size_t n, const mg_addr_t *keys, const int64_t *now_ms,

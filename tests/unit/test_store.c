@@ -176,9 +176,27 @@ START_TEST(test_same_millisecond_counts_each_failure)
     ck_assert_int_eq(mg_store_record_failure(st, "w", &a, t + 5, &p, &res), 0);
     ck_assert_int_eq(mg_store_record_failure(st, "w", &a, t, &p, &res), 0);
     ck_assert_uint_eq(res.count, 7);
+    /* a batch names entries the same way a single call does */
+    mg_addr_t two[2] = { a, a };
+    int64_t at[2] = { t, t };
+    mg_record_result_t r2[2];
+    ck_assert_int_eq(mg_store_record_failures(st, "w", &p, 2, two, at, r2, NULL), 0);
+    ck_assert_uint_eq(r2[0].count, 8);
+    ck_assert_uint_eq(r2[1].count, 9);
+    ck_assert_int_eq(mg_store_record_failure(st, "w", &a, t, &p, &res), 0);
+    ck_assert_uint_eq(res.count, 10);
+    ck_assert_int_eq(mg_test_redis_int(&srv, "ZCARD", "mailguard:fail:w:192.0.2.20", NULL), 10);
     /* the shared time leaves the window all at once */
     ck_assert_int_eq(mg_store_record_failure(st, "w", &a, t + 60000, &p, &res), 0);
     ck_assert_uint_eq(res.count, 2);
+    /* and so does a group */
+    ck_assert_int_eq(mg_store_record_failure(st, "w", &a, t + 60004, &p, &res), 0);
+    at[0] = t + 60004;
+    at[1] = t + 120005;
+    ck_assert_int_eq(mg_store_record_failures(st, "w", &p, 2, two, at, r2, NULL), 0);
+    ck_assert_uint_eq(r2[0].count, 4);
+    ck_assert_uint_eq(r2[1].count, 1);
+    ck_assert_int_eq(mg_test_redis_int(&srv, "ZCARD", "mailguard:fail:w:192.0.2.20", NULL), 1);
     mg_store_free(st);
 }
 END_TEST
@@ -603,6 +621,45 @@ START_TEST(test_batch_equals_single_calls)
 }
 END_TEST
 
+/* One call of a pipelined batch refused (a key of the wrong type): the
+ * others still count, the result says exactly which pairs were not
+ * confirmed, and *done is the confirmed prefix in the caller's order. */
+START_TEST(test_batch_partial_failure_reports_what_is_confirmed)
+{
+    enum { N = 600 };
+    static mg_addr_t keys[N];
+    static int64_t now[N];
+    static mg_record_result_t res[N];
+    mg_store_t *st = mg_test_store(&srv, NULL, 0, 0, 1000);
+    mg_policy_t p = policy(5, 60, 100);
+    size_t done = 99;
+    redisReply *r;
+
+    /* caller's order j holds address 10.0.x.y number 599 - j, so the
+     * store's address order runs backwards through the caller's */
+    for (int j = 0; j < N; j++) {
+        char text[32];
+        int i = N - 1 - j;
+        snprintf(text, sizeof(text), "10.0.%d.%d", i / 256, i % 256);
+        keys[j] = addr(text);
+        now[j] = 1700000000000LL;
+    }
+    r = mg_test_redis_do(&srv, "SET", "mailguard:fail:w:10.0.1.44", "x", NULL); /* i = 300 */
+    freeReplyObject(r);
+    ck_assert_int_eq(mg_store_record_failures(st, "w", &p, N, keys, now, res, &done), -1);
+    ck_assert_ptr_nonnull(strstr(mg_store_error(st), "WRONGTYPE"));
+    /* the calls for i 0..255 and 512..599 ran; 256..511 (with 300) did not
+     * complete */
+    for (int j = 0; j < N; j++) {
+        int i = N - 1 - j;
+        ck_assert_uint_eq(res[j].count, ((i >= 256 && i < 512) ? 0u : 1u));
+    }
+    ck_assert_uint_eq(done, 88);    /* j 0..87 = i 599..512 */
+    ck_assert_int_eq(mg_store_connected(st), 1);   /* a Redis error, not I/O */
+    mg_store_free(st);
+}
+END_TEST
+
 /* CPU time (ms) a process has used so far, from /proc. */
 static long cpu_ms(pid_t pid)
 {
@@ -968,6 +1025,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_200_failures_8_clients_one_ban_maxretry_200);
     tcase_add_test(tc, test_200_failures_8_clients_one_ban_maxretry_10);
     tcase_add_test(tc, test_batch_equals_single_calls);
+    tcase_add_test(tc, test_batch_partial_failure_reports_what_is_confirmed);
     tcase_add_test(tc, test_batch_rate_100k);
     tcase_add_test(tc, test_noscript_falls_back_to_eval);
     tcase_add_test(tc, test_select_db);
