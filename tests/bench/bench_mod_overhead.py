@@ -218,6 +218,17 @@ def callgrind(rep, harness):
             if name == "mg" and not harness:
                 for fn, ir in B.module_breakdown(first, "mod_mailguard.so]"):
                     print("    %10.1f Ir/req inclusive  %s" % (ir, fn))
+                # The same requests while Redis is paused, then stopped:
+                # a request that touched Redis would cost many more
+                # instructions (and time) than one that does not.
+                paused_ok = pause_redis(redis, 60)
+                out["mg-redis-paused"] = cg.measure(send, CG_N)
+                redis.stop()
+                time.sleep(1.0)
+                out["mg-redis-down"] = cg.measure(send, CG_N)
+                print("cg-mg: %.1f Ir/req with Redis paused (PING blocked: %s), %.1f with "
+                      "Redis stopped" % (out["mg-redis-paused"]["per_req"], paused_ok,
+                                         out["mg-redis-down"]["per_req"]))
         finally:
             srv.stop()
     redis.stop()
@@ -238,6 +249,12 @@ def callgrind(rep, harness):
     rep.check("T1 instructions per unbanned request (callgrind, mg vs base)",
               added <= 0.01, "%.1f vs %.1f Ir/req: %+.3f%%" % (mg, base, added * 100),
               "<= +1%")
+    for k, what in (("mg-redis-paused", "paused"), ("mg-redis-down", "stopped")):
+        d = (out[k]["per_req"] - mg) / mg
+        rep.check("T2 callgrind: an unbanned request with Redis %s costs what it costs with "
+                  "Redis up" % what, abs(d) <= 0.01,
+                  "%.1f vs %.1f Ir/req: %+.3f%%" % (out[k]["per_req"], mg, d * 100),
+                  "within 1%")
 
 
 def main():

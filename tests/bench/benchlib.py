@@ -34,7 +34,8 @@ PHP_PAGE = os.path.join(HERE, "data", "login.php")
 
 # The redis-server starter and RESP client of the integration tests.
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-from support.redis import RedisServer, RespClient, RedisError  # noqa: E402
+# RespClient and RedisError are re-exported for the benchmark scripts.
+from support.redis import RedisServer, RespClient, RedisError  # noqa: E402,F401
 from support.ports import free_port  # noqa: E402
 
 # Tunables (environment), defaults chosen so `make bench` stays < 10 min.
