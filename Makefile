@@ -38,7 +38,8 @@ deps:
 	@sh build/deps.sh
 
 # ---- generated: the Lua scripts as C strings (single source of truth) ----
-$(B)/gen/mg_lua.c $(B)/gen/mg_lua.h: build/embed_lua.sh $(LUA_SRC)
+# Grouped target (&:): one run makes both files, even under -j.
+$(B)/gen/mg_lua.c $(B)/gen/mg_lua.h &: build/embed_lua.sh $(LUA_SRC)
 	@mkdir -p $(B)/gen
 	sh build/embed_lua.sh $(B)/gen $(LUA_SRC)
 

@@ -24,5 +24,8 @@ CHECK_LIBS     := $(shell $(PKG_CONFIG) --libs check 2>/dev/null)
 
 # httpd and APR headers are included as system headers so that our own
 # strict warnings apply to our code only.
-HTTPD_CFLAGS := $(patsubst -I%,-isystem %,-I$(HTTPD_INCLUDEDIR) $(APR_INCLUDES) $(APU_INCLUDES)) \
+# /usr/include itself is left out: it is searched anyway, and naming it
+# with -isystem would reorder the compiler's own system directories.
+HTTPD_CFLAGS := $(patsubst -I%,-isystem %,$(filter-out -I/usr/include,\
+                  -I$(HTTPD_INCLUDEDIR) $(APR_INCLUDES) $(APU_INCLUDES))) \
                 $(HTTPD_CPPFLAGS) $(APR_CPPFLAGS)
