@@ -9,7 +9,10 @@
  * per-process pool of them, dbmail_tap one per thread.  No socket is
  * opened until the first call.  On any I/O error the connection is dropped
  * and the call fails; the next call reconnects (at most once per call), so
- * a restarted Redis with an empty script cache works without help.
+ * a restarted Redis with an empty script cache works without help.  An
+ * idle connection the server has closed is noticed before a command is
+ * sent, so that case costs no failed call.  hiredis writes with write(2):
+ * the process must ignore SIGPIPE (httpd does; dbmail_tap sets it).
  *
  * Keys (prefix P, default "mailguard:"):
  *   P bans              zset   member = canonical address, score = expiry (Unix s, +inf)

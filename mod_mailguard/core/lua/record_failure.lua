@@ -96,36 +96,37 @@ end
 
 local out = {}
 local n = 0
-local i = 9
-while i <= nargs do
-    local addr = argv[i]
-    local k = tonumber(argv[i + 1])
-    local w = wprefix .. addr
-    if k == 1 then
-        -- one failure: prune, add, count, expire in place
-        local nowtxt = argv[i + 2]
-        local now = tonumber(nowtxt)
-        call('ZREMRANGEBYSCORE', w, '-inf', int(now - findms))
-        if call('ZADD', w, nowtxt, nowtxt) == 0 then
-            local same = call('ZCOUNT', w, nowtxt, nowtxt)
-            call('ZADD', w, nowtxt, nowtxt .. ':' .. same)
-        end
-        local count = call('ZCARD', w)
-        local expiry, hcount = '0', 0
-        if count >= maxretry then
-            call('DEL', w)
-            expiry, hcount = ban(addr, now)
-        else
-            call('PEXPIRE', w, int(findms))
-        end
-        out[n + 1] = count
-        out[n + 2] = expiry
-        out[n + 3] = hcount
-        n = n + 3
-        i = i + 3
+
+local function result(count, expiry, hcount)
+    out[n + 1] = count
+    out[n + 2] = expiry
+    out[n + 3] = hcount
+    n = n + 3
+end
+
+-- One failure: prune, add, count and expire in place.
+local function one(addr, w, nowtxt)
+    local now = tonumber(nowtxt)
+    call('ZREMRANGEBYSCORE', w, '-inf', int(now - findms))
+    if call('ZADD', w, nowtxt, nowtxt) == 0 then
+        local same = call('ZCOUNT', w, nowtxt, nowtxt)
+        call('ZADD', w, nowtxt, nowtxt .. ':' .. same)
+    end
+    local count = call('ZCARD', w)
+    local expiry, hcount = '0', 0
+    if count >= maxretry then
+        call('DEL', w)
+        expiry, hcount = ban(addr, now)
     else
-    -- the whole window: entries left from earlier calls are pruned below
-    -- as a single call would have pruned them
+        call('PEXPIRE', w, int(findms))
+    end
+    result(count, expiry, hcount)
+end
+
+-- k failures of one address (argv[first .. first+k-1]): the window is read
+-- whole, the failures applied here in order exactly as one() would apply
+-- them, and only the change is written back.
+local function group(addr, w, first, k)
     local cur = call('ZRANGE', w, 0, -1, 'WITHSCORES')
     local mem, sc, st, new = {}, {}, {}, {}
     local m = 0
@@ -133,10 +134,10 @@ while i <= nargs do
         m = m + 1
         mem[m], st[m], sc[m], new[m] = cur[j], cur[j + 1], tonumber(cur[j + 1]), false
     end
-    local gone = {}         -- stored members pruned by this group
+    local gone = {}         -- stored members pruned on the way
     local cleared = false   -- a ban emptied the window
-    for j = 1, k do
-        local nowtxt = argv[i + 1 + j]
+    for j = first, first + k - 1 do
+        local nowtxt = argv[j]
         local now = tonumber(nowtxt)
         local cutoff = now - findms
         local kept, same = 0, 0
@@ -162,12 +163,8 @@ while i <= nargs do
             cleared = true
             expiry, hcount = ban(addr, now)
         end
-        out[n + 1] = count
-        out[n + 2] = expiry
-        out[n + 3] = hcount
-        n = n + 3
+        result(count, expiry, hcount)
     end
-    -- write back only what changed
     if cleared then
         call('DEL', w)
     elseif #gone > 0 then
@@ -184,7 +181,18 @@ while i <= nargs do
         batched('ZADD', w, add)
         call('PEXPIRE', w, int(findms))
     end
-    i = i + 2 + k
+end
+
+local i = 9
+while i <= nargs do
+    local addr = argv[i]
+    local k = tonumber(argv[i + 1])
+    local w = wprefix .. addr
+    if k == 1 then
+        one(addr, w, argv[i + 2])
+    else
+        group(addr, w, i + 2, k)
     end
+    i = i + 2 + k
 end
 return out
