@@ -356,8 +356,9 @@ void mg_store_url_redacted(const mg_store_url_t *u, char *buf, size_t size)
                  u->password[0] ? "&password=***" : "");
         return;
     }
-    snprintf(buf, size, "redis://%s%s%s%s%s%s:%d/%d",
-             u->user, u->password[0] ? ":***@" : (u->user[0] ? "@" : ""),
-             strchr(u->host, ':') != NULL ? "[" : "", u->host,
-             strchr(u->host, ':') != NULL ? "]" : "", "", u->port, u->db);
+    int v6 = strchr(u->host, ':') != NULL;
+
+    snprintf(buf, size, "redis://%s%s%s%s%s:%d/%d", u->user,
+             u->password[0] ? ":***@" : (u->user[0] ? "@" : ""), v6 ? "[" : "", u->host,
+             v6 ? "]" : "", u->port, u->db);
 }
