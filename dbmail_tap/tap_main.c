@@ -3,6 +3,7 @@
  * shared Redis store, enforce bans at the firewall.  This file only
  * dispatches to the subcommands (tap_cmd.h).
  */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -33,6 +34,9 @@ static void usage(FILE *fp)
 
 int main(int argc, char **argv)
 {
+    /* A Redis connection closed under a write must be an error the store
+     * reports, not a silent death. */
+    signal(SIGPIPE, SIG_IGN);
     if (argc < 2) {
         usage(stderr);
         return 2;
