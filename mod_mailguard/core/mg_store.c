@@ -23,7 +23,8 @@
 /* Pairs per record_failure call in a batch, and calls per round trip. */
 #define MG_STORE_CHUNK 256
 #define MG_STORE_PIPELINE 8
-/* EVALSHA sha 0 + 8 policy arguments; then per group addr, k, k times */
+/* EVALSHA sha 0 + 8 policy arguments; then per group addr, k, and k
+ * pairs (time, cutoff) */
 #define MG_RECORD_HEAD 11
 
 static const struct {
@@ -39,11 +40,12 @@ static const struct {
 };
 
 struct mg_store_batch {
-    const char *argv[MG_RECORD_HEAD + 3 * MG_STORE_CHUNK];
-    size_t len[MG_RECORD_HEAD + 3 * MG_STORE_CHUNK];
+    const char *argv[MG_RECORD_HEAD + 4 * MG_STORE_CHUNK];
+    size_t len[MG_RECORD_HEAD + 4 * MG_STORE_CHUNK];
     char addr[MG_STORE_CHUNK][MG_ADDR_STRLEN];
     char k[MG_STORE_CHUNK][12];
     char now[MG_STORE_CHUNK][24];
+    char cut[MG_STORE_CHUNK][24];
     size_t *order;          /* pair indexes grouped by address */
     unsigned char *ok;      /* per pair: confirmed recorded */
     size_t cap;
@@ -508,10 +510,10 @@ int mg_store_record_failure(mg_store_t *st, const char *jail, const mg_addr_t *k
                             int64_t now_ms, const mg_policy_t *pol,
                             mg_record_result_t *res)
 {
-    const char *argv[MG_RECORD_HEAD + 3];
-    size_t len[MG_RECORD_HEAD + 3];
+    const char *argv[MG_RECORD_HEAD + 4];
+    size_t len[MG_RECORD_HEAD + 4];
     struct policy_args pa;
-    char addr[MG_ADDR_STRLEN], now[24];
+    char addr[MG_ADDR_STRLEN], now[24], cut[24];
     redisReply *r = NULL;
     int rc = -1;
 
@@ -524,7 +526,10 @@ int mg_store_record_failure(mg_store_t *st, const char *jail, const mg_addr_t *k
     len[MG_RECORD_HEAD + 1] = 1;
     len[MG_RECORD_HEAD + 2] = (size_t)snprintf(now, sizeof(now), "%lld", (long long)now_ms);
     argv[MG_RECORD_HEAD + 2] = now;
-    r = run_script(st, MG_SCRIPT_RECORD, MG_RECORD_HEAD + 3, argv, len);
+    len[MG_RECORD_HEAD + 3] = (size_t)snprintf(cut, sizeof(cut), "%lld",
+                                               (long long)(now_ms - pol->findtime * 1000));
+    argv[MG_RECORD_HEAD + 3] = cut;
+    r = run_script(st, MG_SCRIPT_RECORD, MG_RECORD_HEAD + 4, argv, len);
     if (r == NULL)
         goto end;
     rc = parse_record(st, r, 1, NULL, res);
@@ -579,6 +584,9 @@ static int append_chunk(mg_store_t *st, int eval, const char *jail, const mg_pol
         b->len[a] = (size_t)snprintf(b->now[i], sizeof(b->now[i]), "%lld",
                                      (long long)now_ms[ord[i]]);
         b->argv[a++] = b->now[i];
+        b->len[a] = (size_t)snprintf(b->cut[i], sizeof(b->cut[i]), "%lld",
+                                     (long long)(now_ms[ord[i]] - pol->findtime * 1000));
+        b->argv[a++] = b->cut[i];
         k++;
     }
     b->len[kslot] = (size_t)snprintf(b->k[g], sizeof(b->k[g]), "%zu", k);

@@ -1,8 +1,11 @@
 -- record_failure: count failed logins and ban on reaching maxretry.
 --
 -- ARGV: prefix, jail, maxretry, findtime (s), bantime (s), increment (0/1),
---       factor, maxtime (s), then one or more groups: addr, k, now_ms 1..k
---       (k failures of one address, in the order they happened).
+--       factor, maxtime (s), then one or more groups: addr, k, and k pairs
+--       now_ms, cutoff_ms (k failures of one address, in the order they
+--       happened; cutoff_ms = now_ms - findtime*1000, formatted by the
+--       caller because number formatting is a large part of a script's
+--       cost in Redis 7.0's Lua).
 -- Key names are built here from the prefix rather than passed as KEYS:
 -- the store targets one Redis instance (not Cluster), and a batch touches
 -- keys that are only known per group.
@@ -35,6 +38,10 @@
 --
 -- Returns a flat array, per failure in ARGV order: count, expiry ("0" when
 -- no ban), bans in the history including this one (0 when no ban).
+local function int(x)
+    return string.format('%.0f', x)
+end
+
 local argv = ARGV
 local nargs = #argv
 local call = redis.call
@@ -50,12 +57,9 @@ local bans = prefix .. 'bans'
 local events = prefix .. 'events'
 local wprefix = prefix .. 'fail:' .. jail .. ':'
 local hprefix = prefix .. 'history:'
+local findtxt = int(findms)
 local keep = 30 * 86400
 if 2 * maxtime > keep then keep = 2 * maxtime end
-
-local function int(x)
-    return string.format('%.0f', x)
-end
 
 -- Ban addr at now (ms) unless it holds a live ban: expiry text, bans.
 local function ban(addr, now)
@@ -105,9 +109,8 @@ local function result(count, expiry, hcount)
 end
 
 -- One failure: prune, add, count and expire in place.
-local function one(addr, w, nowtxt)
-    local now = tonumber(nowtxt)
-    call('ZREMRANGEBYSCORE', w, '-inf', int(now - findms))
+local function one(addr, w, nowtxt, cuttxt)
+    call('ZREMRANGEBYSCORE', w, '-inf', cuttxt)
     if call('ZADD', w, nowtxt, nowtxt) == 0 then
         local same = call('ZCOUNT', w, nowtxt, nowtxt)
         call('ZADD', w, nowtxt, nowtxt .. ':' .. same)
@@ -116,14 +119,14 @@ local function one(addr, w, nowtxt)
     local expiry, hcount = '0', 0
     if count >= maxretry then
         call('DEL', w)
-        expiry, hcount = ban(addr, now)
+        expiry, hcount = ban(addr, tonumber(nowtxt))
     else
-        call('PEXPIRE', w, int(findms))
+        call('PEXPIRE', w, findtxt)
     end
     result(count, expiry, hcount)
 end
 
--- k failures of one address (argv[first .. first+k-1]): the window is read
+-- k failures of one address (argv[first ..], two items each): the window is read
 -- whole, the failures applied here in order exactly as one() would apply
 -- them, and only the change is written back.
 local function group(addr, w, first, k)
@@ -136,10 +139,10 @@ local function group(addr, w, first, k)
     end
     local gone = {}         -- stored members pruned on the way
     local cleared = false   -- a ban emptied the window
-    for j = first, first + k - 1 do
+    for j = first, first + 2 * k - 2, 2 do
         local nowtxt = argv[j]
         local now = tonumber(nowtxt)
-        local cutoff = now - findms
+        local cutoff = tonumber(argv[j + 1])
         local kept, same = 0, 0
         for x = 1, m do
             if sc[x] > cutoff then
@@ -179,7 +182,7 @@ local function group(addr, w, first, k)
     end
     if #add > 0 then
         batched('ZADD', w, add)
-        call('PEXPIRE', w, int(findms))
+        call('PEXPIRE', w, findtxt)
     end
 end
 
@@ -189,10 +192,10 @@ while i <= nargs do
     local k = tonumber(argv[i + 1])
     local w = wprefix .. addr
     if k == 1 then
-        one(addr, w, argv[i + 2])
+        one(addr, w, argv[i + 2], argv[i + 3])
     else
         group(addr, w, i + 2, k)
     end
-    i = i + 2 + k
+    i = i + 2 + 2 * k
 end
 return out
