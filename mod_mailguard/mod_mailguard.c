@@ -53,10 +53,11 @@ static void mg_child_init(apr_pool_t *pchild, server_rec *s)
 
 static void mg_register_hooks(apr_pool_t *p)
 {
-    /* mod_remoteip sets r->useragent_ip in post_read_request; naming it
-     * documents (and enforces, should it ever move) that we read the
-     * address it produced, so a trusted proxy's X-Forwarded-For counts
-     * and an untrusted one does not. */
+    /* mod_remoteip sets r->useragent_ip in post_read_request, which runs
+     * before any access hook, so we always read the address it produced:
+     * a trusted proxy's X-Forwarded-For counts, an untrusted one does not.
+     * Naming it here records the dependency and would order us after it
+     * should it ever rewrite the address in this hook too. */
     static const char *const after_remoteip[] = { "mod_remoteip.c", NULL };
     /* mod_watchdog starts the sync job's thread from its child_init; our
      * shared memory, mutex and pool must be ready in the child first. */
