@@ -142,7 +142,7 @@ local function group(addr, w, first, k)
     for j = first, first + 2 * k - 2, 2 do
         local nowtxt = argv[j]
         local now = tonumber(nowtxt)
-        local cutoff = tonumber(argv[j + 1])
+        local cutoff = now - findms     -- numbers here: the text is for one()
         local kept, same = 0, 0
         for x = 1, m do
             if sc[x] > cutoff then
