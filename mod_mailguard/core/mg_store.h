@@ -138,6 +138,8 @@ typedef struct mg_store_event {
 
 int mg_store_subscribe(mg_store_t *st);
 int mg_store_next_event(mg_store_t *st, int timeout_ms, mg_store_event_t *ev);
+/* Malformed event messages skipped so far (for status pages). */
+unsigned mg_store_bad_events(const mg_store_t *st);
 
 /* Parse one events message (exposed for unit tests and fuzzing).
  * -1 for anything malformed, including an address that does not parse. */

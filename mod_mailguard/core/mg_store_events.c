@@ -163,6 +163,11 @@ end:
     return rc;
 }
 
+unsigned mg_store_bad_events(const mg_store_t *st)
+{
+    return st->bad_events;
+}
+
 /* Copy one space-free token of s[0..n) starting at *pos into buf; the
  * token must end at a single space or at the end. */
 static int token(const char *s, size_t n, size_t *pos, char *buf, size_t size)

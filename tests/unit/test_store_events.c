@@ -299,6 +299,7 @@ START_TEST(test_garbage_is_skipped_not_returned)
     char text[MG_ADDR_STRLEN];
 
     ck_assert_int_eq(mg_store_subscribe(sub), 0);
+    ck_assert_uint_eq(mg_store_bad_events(sub), 0);
     publish(&srv, "ban not-an-address 5 x");
     publish(&srv, "hello");
     publish(&srv, "unban 10.0.0.1 and more");
@@ -306,6 +307,7 @@ START_TEST(test_garbage_is_skipped_not_returned)
     publish(&srv, "garbage again");
     publish(&srv, "ban 10.9.8.7 1800000000 imap");
     ck_assert_int_eq(mg_store_next_event(sub, 1000, &ev), 1);
+    ck_assert_uint_eq(mg_store_bad_events(sub), 4);
     key_text(&ev, text);
     ck_assert_str_eq(text, "10.9.8.7");
     ck_assert_str_eq(ev.jail, "imap");
