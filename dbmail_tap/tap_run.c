@@ -409,7 +409,13 @@ static void *writer_main(void *arg)
                                          &done) != 0) {
                 failed = 1;
             }
-            for (size_t m = 0; m < done; m++) {
+            /* Beyond *done, a pair with a count was recorded all the same
+             * (the store groups a batch by address): resending it would
+             * count that failure twice. */
+            for (size_t m = 0; m < k; m++) {
+                if (m >= done && w.res[m].count == 0) {
+                    continue;
+                }
                 w.sent[w.idx[m]] = 1;
                 if (w.res[m].banned) {
                     log_ban(j, &w.keys[m], &w.res[m]);
