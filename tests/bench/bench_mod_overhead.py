@@ -127,8 +127,13 @@ def throughput(rep, harness):
     for k in rel:
         print("ratio to bracketing base, %-16s %s" % (k, B.fmt_list(rel[k])))
         print("p99 - base p99 (ms),      %-16s %s" % (k, B.fmt_list(p99d[k])))
-    bad = {k: sum(x["status_errors"] + x["sock_errors"] for x in res[k]) for k in res}
-    print("non-2xx + socket errors per server: %s" % bad)
+    # A non-2xx answer or a request stalled past wrk's 2 s timeout is a
+    # failure of that server; a rare read error (wrk meeting a keep-alive
+    # connection the server closed after MaxKeepAliveRequests) is not.
+    bad = {k: sum(x["status_errors"] + x["timeouts"] for x in res[k]) for k in res}
+    sockerr = {k: sum(x["sock_errors"] for x in res[k]) for k in res}
+    print("non-2xx or timed-out requests per server: %s" % bad)
+    print("socket errors of any kind per server: %s" % sockerr)
 
     noise = rel["base-again"]
     iqr = B.pct(noise, 75) - B.pct(noise, 25)
@@ -144,15 +149,17 @@ def throughput(rep, harness):
             rep.info("harness-only: %s (no module) / base median %.3f, p99 delta %+.3f ms"
                      % (k, B.median(rel[k]), B.median(p99d[k])))
         return
-    clean = all(v == 0 for v in bad.values())
+    def dirty(k):
+        return "" if bad[k] == 0 else ", but %d non-2xx or timed-out requests" % bad[k]
+
     r1 = B.median(rel["mg"])
     rep.check("T1 unbanned overhead, 50k bans, Redis up (wrk ratio mg/base)",
-              r1 >= 0.97 and clean, "median %.3f" % r1, ">= 0.97")
+              r1 >= 0.97 and not dirty("mg"), "median %.3f%s" % (r1, dirty("mg")), ">= 0.97")
     for k, what in (("mg-redis-down", "Redis stopped"), ("mg-redis-paused", "Redis paused")):
         r = B.median(rel[k])
         d = B.median(p99d[k])
-        rep.check("T2 %s: wrk ratio %s/base" % (what, k), r >= 0.97 and clean,
-                  "median %.3f" % r, ">= 0.97")
+        rep.check("T2 %s: wrk ratio %s/base" % (what, k), r >= 0.97 and not dirty(k),
+                  "median %.3f%s" % (r, dirty(k)), ">= 0.97")
         rep.check("T2 %s: p99 - base p99" % what, d <= 1.0,
                   "median %+.3f ms (p99 %.3f vs %.3f ms)"
                   % (d, B.median([x["p99"] for x in res[k]]),

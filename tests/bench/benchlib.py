@@ -524,6 +524,7 @@ def wrk(url, duration=None, headers=(), threads=None, conns=None):
         "rps": d["requests"] / (d["duration_us"] / 1e6),
         "status_errors": int(d["status_errors"]),
         "sock_errors": int(d["connect"] + d["read"] + d["write"] + d["timeout"]),
+        "timeouts": int(d["timeout"]),
         "p50": d["p50_us"] / 1000.0,
         "p90": d["p90_us"] / 1000.0,
         "p99": d["p99_us"] / 1000.0,
