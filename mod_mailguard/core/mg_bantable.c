@@ -6,10 +6,22 @@
  *   struct mg_bantable   header: magic, version, capacity, sizes, the flip
  *                        counter and per-table metadata (bitmaps, counts)
  *   slots[2][nslots]     two open-addressing tables of 32-byte slots
+ *   filter[2][nslots]    a presence filter per table: 8 bits per slot
  *
  * nslots is the next power of two >= 2 * capacity, so a full table is at
  * most half used; tombstones are compacted away before used + tombstones
  * pass three quarters, so a probe always meets an empty slot soon.
+ *
+ * The presence filter is a one-hash Bloom filter over the same key hash
+ * (its top bits; the slot index uses the low ones): 8 * nslots bits, so at
+ * least 16 bits per entry the table can hold and at most one bit in 16 set
+ * when it is full.  A lookup tests the key's bit before probing, so a
+ * client that is not banned costs a hash and one load, not a seqlock read
+ * of a slot (or several, when its home slot lies in a cluster).  A bit
+ * says "maybe", a clear bit "certainly not".  Bits are only ever set,
+ * except when a whole table is cleared for a rebuild or a compaction; a
+ * deleted entry leaves its bit (a stale bit only costs one probe, and the
+ * next rebuild drops it).
  *
  * Memory ordering (the whole reason this file is careful):
  *
@@ -35,6 +47,29 @@
  * - Bitmaps of prefix lengths are set (release) before the first entry of
  *   a length is written and cleared after the last one is removed, so a
  *   reader never skips a length for which an entry is visible.
+ * - A filter bit is set (atomic OR, release) before the slot write that
+ *   publishes its entry, and is never cleared while its table is live (a
+ *   delete leaves it).  So any insert that happens before a lookup has its
+ *   bit visible to that lookup (coherence on the filter word), and a
+ *   reader that found an entry by probing passes the bit on to whatever
+ *   happens after it: a clear bit never hides an entry a probe would have
+ *   found.  The reader loads the word with acquire, after its acquire load
+ *   of flip and before the acquire fence of its flip re-check.
+ * - Filters are cleared only inside mg_bt_clear(), on the spare table,
+ *   which readers that started before the last flip may still be reading.
+ *   A release fence comes first, then relaxed stores of zero; the flip
+ *   that retired the table was stored before that fence.  A reader whose
+ *   filter load returns a cleared word therefore synchronises through the
+ *   fence pair (writer release fence, reader acquire fence before the flip
+ *   re-check) with that flip store, sees flip changed and retries, exactly
+ *   as for a slot cleared under it.  The rebuild's inserts come after the
+ *   clear, so each again sets its bit before its slot is written.
+ * - mg_bantable_lookup() tests only the filter bits of the client's
+ *   present lengths first.  All clear, with flip unchanged across them
+ *   (the same acquire fence and re-check), means "not banned" by the two
+ *   points above.  A set bit or a changed flip hands over to the full
+ *   lookup, which reads flip again and starts over, so the quick test adds
+ *   no case of its own to the argument.
  * - Readers never wait on a writer for long: a slot whose counter stays odd
  *   (a writer that died mid-update) is skipped after a bounded spin rather
  *   than hanging every request; flip retries are bounded the same way.
@@ -48,10 +83,12 @@
 #include <unistd.h>
 
 #define MG_BT_MAGIC   0x4e42474dU   /* "MGBN" */
-#define MG_BT_VERSION 1U
+#define MG_BT_VERSION 2U   /* 2: presence filters after the slots */
 #define MG_BT_CAP_MAX (1U << 28)
 #define MG_BT_SPIN    4096
 #define MG_BT_FLIPS   64
+/* Filter bits per slot, as a power of two: 8 (see the layout above). */
+#define MG_BT_FBITS_LOG2 3
 
 /* The lookup path is a handful of small helpers; inlining them keeps an
  * unbanned lookup within its instruction budget. */
@@ -84,6 +121,9 @@ struct mg_bantable {
     uint64_t seed;          /* hash seed, fixed at init */
     uint32_t flip;          /* live table = flip & 1 (atomic) */
     uint32_t rebuilding;    /* writer only: a rebuild of the spare is open */
+    uint64_t filter_off;    /* offset of filter 0 from the header */
+    uint32_t filter_shift;  /* filter bit of a key = hash >> filter_shift */
+    uint32_t reserved;
     mg_bt_meta_t meta[2];
 };
 
@@ -115,17 +155,40 @@ static uint32_t mg_bt_nslots(uint32_t capacity)
     return n;
 }
 
+/* Bytes of one table's filter: 8 bits per slot, a whole number of
+ * 64-bit words since nslots >= 8. */
+static size_t mg_bt_filter_bytes(uint32_t nslots)
+{
+    return ((size_t)nslots << MG_BT_FBITS_LOG2) / 8;
+}
+
 size_t mg_bantable_size(uint32_t capacity)
 {
+    uint32_t n;
+
     if (capacity == 0 || capacity > MG_BT_CAP_MAX) {
         return 0;
     }
-    return mg_bt_header_size() + 2 * (size_t)mg_bt_nslots(capacity) * sizeof(mg_bt_slot_t);
+    n = mg_bt_nslots(capacity);
+    return mg_bt_header_size() + 2 * (size_t)n * sizeof(mg_bt_slot_t)
+           + 2 * mg_bt_filter_bytes(n);
 }
 
 static mg_bt_slot_t *mg_bt_table(const mg_bantable_t *t, unsigned which)
 {
     return (mg_bt_slot_t *)((char *)(uintptr_t)t + t->slots_off) + (size_t)which * t->nslots;
+}
+
+static uint64_t *mg_bt_filter(const mg_bantable_t *t, unsigned which)
+{
+    return (uint64_t *)(void *)((char *)(uintptr_t)t + t->filter_off)
+           + (size_t)which * (mg_bt_filter_bytes(t->nslots) / 8);
+}
+
+/* 64 - log2(filter bits): the filter index is the hash's top bits. */
+static uint32_t mg_bt_filter_shift(uint32_t nslots)
+{
+    return 64u - MG_BT_FBITS_LOG2 - (uint32_t)__builtin_ctz(nslots);
 }
 
 MG_BT_INLINE uint64_t mg_be64(const uint8_t *p)
@@ -302,6 +365,25 @@ static void mg_bt_set_used(mg_bt_meta_t *m, uint32_t used)
     __atomic_store_n(&m->used, used, __ATOMIC_RELAXED);
 }
 
+/* ---- presence filter ---- */
+
+/* Set k's bit in table which's filter: before the slot is written. */
+static void mg_bt_filter_add(mg_bantable_t *t, unsigned which, const mg_bt_key_t *k)
+{
+    uint64_t h = mg_bt_hash(t->seed, k->k0, k->k1, k->plen) >> t->filter_shift;
+
+    __atomic_fetch_or(&mg_bt_filter(t, which)[h >> 6], (uint64_t)1 << (h & 63),
+                      __ATOMIC_RELEASE);
+}
+
+/* Reader: 0 when the key whose hash is h is certainly not in the table
+ * whose filter is filt. */
+MG_BT_INLINE int mg_bt_filter_maybe(const uint64_t *filt, uint32_t shift, uint64_t h)
+{
+    h >>= shift;
+    return (int)((__atomic_load_n(&filt[h >> 6], __ATOMIC_ACQUIRE) >> (h & 63)) & 1U);
+}
+
 /* ---- probing ---- */
 
 /*
@@ -342,13 +424,16 @@ static long mg_bt_find_w(mg_bantable_t *t, unsigned which, const mg_bt_key_t *k,
 }
 
 /*
- * Reader-side probe of one key in one table: 1 with the expiry when the
- * key is there (expired or not), 0 when the probe meets an empty slot.
+ * Reader-side probe of one key in table which, once its filter bit said
+ * "maybe" (h is the key's hash): 1 with the expiry when the key is there
+ * (expired or not), 0 when the probe meets an empty slot.
  */
-MG_BT_INLINE int mg_bt_find_r(const mg_bt_slot_t *tab, uint32_t mask, uint64_t seed,
-                        uint64_t k0, uint64_t k1, unsigned plen, int64_t *expiry)
+MG_BT_INLINE int mg_bt_find_r(const mg_bantable_t *t, unsigned which, uint64_t h,
+                              uint64_t k0, uint64_t k1, unsigned plen, int64_t *expiry)
 {
-    uint32_t i = (uint32_t)mg_bt_hash(seed, k0, k1, plen) & mask;
+    const mg_bt_slot_t *tab = mg_bt_table(t, which);
+    uint32_t mask = t->nslots - 1;
+    uint32_t i = (uint32_t)h & mask;
     uint32_t want = MG_SLOT_USED | (plen << 8);
     uint32_t n;
 
@@ -375,7 +460,16 @@ static void mg_bt_clear(mg_bantable_t *t, unsigned which)
 {
     mg_bt_slot_t *tab = mg_bt_table(t, which);
     mg_bt_meta_t *m = &t->meta[which];
+    uint64_t *filt = mg_bt_filter(t, which);
+    size_t w, nw = mg_bt_filter_bytes(t->nslots) / 8;
     uint32_t i;
+
+    /* Orders the flip that retired this table before every zero a late
+     * reader may load (see the header comment). */
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    for (w = 0; w < nw; w++) {
+        __atomic_store_n(&filt[w], 0, __ATOMIC_RELAXED);
+    }
 
     __atomic_store_n(&m->v4bits, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&m->v6bits[0], 0, __ATOMIC_RELAXED);
@@ -418,8 +512,10 @@ static int mg_bt_insert(mg_bantable_t *t, unsigned which, const mg_bt_key_t *k,
     else if (m->used + m->tombs + 1 > max_fill) {
         return -1;
     }
-    /* The length bit goes up before the entry can be seen. */
+    /* The length bit and the filter bit go up before the entry can be
+     * seen. */
     mg_bt_len_add(m, k);
+    mg_bt_filter_add(t, which, k);
     mg_bt_write(&tab[ins], MG_SLOT_USED | (k->plen << 8), k->k0, k->k1, expiry);
     mg_bt_set_used(m, m->used + 1);
     return 0;
@@ -506,6 +602,8 @@ mg_bantable_t *mg_bantable_init(void *mem, size_t size, uint32_t capacity)
     t->nslots = mg_bt_nslots(capacity);
     t->size = mg_bantable_size(capacity);
     t->slots_off = mg_bt_header_size();
+    t->filter_off = t->slots_off + 2 * (uint64_t)t->nslots * sizeof(mg_bt_slot_t);
+    t->filter_shift = mg_bt_filter_shift(t->nslots);
     /* The seed only spreads keys; it need not be secret, just not fixed
      * across installations. */
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -526,7 +624,9 @@ mg_bantable_t *mg_bantable_attach(void *mem, size_t size, uint32_t capacity)
     }
     if (t->magic != MG_BT_MAGIC || t->version != MG_BT_VERSION
         || t->capacity != capacity || t->nslots != mg_bt_nslots(capacity)
-        || t->size != mg_bantable_size(capacity) || t->slots_off != mg_bt_header_size()) {
+        || t->size != mg_bantable_size(capacity) || t->slots_off != mg_bt_header_size()
+        || t->filter_off != t->slots_off + 2 * (uint64_t)t->nslots * sizeof(mg_bt_slot_t)
+        || t->filter_shift != mg_bt_filter_shift(t->nslots)) {
         return NULL;
     }
     for (i = 0; i < 2; i++) {
@@ -541,17 +641,18 @@ mg_bantable_t *mg_bantable_attach(void *mem, size_t size, uint32_t capacity)
 }
 
 /*
- * Probe every length in bits (bit n = prefix base + n), longest first;
- * 1 with the expiry of the first live match.
+ * Probe every length in bits (bit n = prefix base + n), longest first, in
+ * table which (filt is its filter); 1 with the expiry of the first live
+ * match.
  */
-MG_BT_INLINE int mg_bt_scan(const mg_bt_slot_t *tab, uint32_t mask, uint64_t seed,
-                             uint64_t k0, uint64_t k1, uint64_t bits, unsigned base,
-                             unsigned cplen, int64_t now, int64_t *expiry)
+MG_BT_INLINE int mg_bt_scan(const mg_bantable_t *t, unsigned which, const uint64_t *filt,
+                            uint64_t k0, uint64_t k1, uint64_t bits, unsigned base,
+                            unsigned cplen, int64_t now, int64_t *expiry)
 {
     while (bits) {
         unsigned b = 63u - (unsigned)__builtin_clzll(bits);
         unsigned plen = base + b;
-        uint64_t m0, m1;
+        uint64_t m0, m1, h;
         int64_t e = 0;
 
         bits ^= (uint64_t)1 << b;
@@ -559,7 +660,9 @@ MG_BT_INLINE int mg_bt_scan(const mg_bt_slot_t *tab, uint32_t mask, uint64_t see
             continue;
         }
         mg_bt_mask(k0, k1, plen, &m0, &m1);
-        if (mg_bt_find_r(tab, mask, seed, m0, m1, plen, &e) && e > now) {
+        h = mg_bt_hash(t->seed, m0, m1, plen);
+        if (mg_bt_filter_maybe(filt, t->filter_shift, h)
+            && mg_bt_find_r(t, which, h, m0, m1, plen, &e) && e > now) {
             *expiry = e;
             return 1;
         }
@@ -567,38 +670,39 @@ MG_BT_INLINE int mg_bt_scan(const mg_bt_slot_t *tab, uint32_t mask, uint64_t see
     return 0;
 }
 
-int mg_bantable_lookup(const mg_bantable_t *t, const mg_addr_t *client,
-                       int64_t now, int64_t *expiry)
+/*
+ * The whole lookup: every present length of the client's family, filter
+ * then slots, retried while the live table changes under it.
+ */
+static __attribute__((noinline)) int mg_bt_lookup_full(const mg_bantable_t *t, uint64_t k0,
+                                                       uint64_t k1, unsigned cplen, int v4,
+                                                       int64_t now, int64_t *expiry)
 {
-    uint64_t k0 = mg_be64(client->a), k1 = mg_be64(client->a + 8);
-    unsigned cplen = client->plen > 128 ? 128u : client->plen;
-    int v4 = mg_bt_is_v4(k0, k1, cplen);
-    uint32_t mask = t->nslots - 1;
-    uint64_t seed = t->seed;
     int found = 0, attempt;
     int64_t exp = 0;
 
     for (attempt = 0; attempt < MG_BT_FLIPS; attempt++) {
         uint32_t f1 = __atomic_load_n(&t->flip, __ATOMIC_ACQUIRE);
-        const mg_bt_meta_t *m = &t->meta[f1 & 1U];
-        const mg_bt_slot_t *tab = mg_bt_table(t, f1 & 1U);
+        unsigned which = f1 & 1U;
+        const mg_bt_meta_t *m = &t->meta[which];
+        const uint64_t *filt = mg_bt_filter(t, which);
 
         /* Only lengths present in the client's family, longest first. */
         if (v4) {
-            found = mg_bt_scan(tab, mask, seed, k0, k1,
-                               __atomic_load_n(&m->v4bits, __ATOMIC_ACQUIRE), 96,
-                               cplen, now, &exp);
+            found = mg_bt_scan(t, which, filt, k0, k1,
+                               __atomic_load_n(&m->v4bits, __ATOMIC_ACQUIRE), 96, cplen, now,
+                               &exp);
         }
         else {
-            found = mg_bt_scan(tab, mask, seed, k0, k1,
-                               __atomic_load_n(&m->v6bits[2], __ATOMIC_ACQUIRE), 128,
-                               cplen, now, &exp)
-                 || mg_bt_scan(tab, mask, seed, k0, k1,
-                               __atomic_load_n(&m->v6bits[1], __ATOMIC_ACQUIRE), 64,
-                               cplen, now, &exp)
-                 || mg_bt_scan(tab, mask, seed, k0, k1,
-                               __atomic_load_n(&m->v6bits[0], __ATOMIC_ACQUIRE), 0,
-                               cplen, now, &exp);
+            found = mg_bt_scan(t, which, filt, k0, k1,
+                               __atomic_load_n(&m->v6bits[2], __ATOMIC_ACQUIRE), 128, cplen,
+                               now, &exp)
+                 || mg_bt_scan(t, which, filt, k0, k1,
+                               __atomic_load_n(&m->v6bits[1], __ATOMIC_ACQUIRE), 64, cplen,
+                               now, &exp)
+                 || mg_bt_scan(t, which, filt, k0, k1,
+                               __atomic_load_n(&m->v6bits[0], __ATOMIC_ACQUIRE), 0, cplen,
+                               now, &exp);
         }
         __atomic_thread_fence(__ATOMIC_ACQUIRE);
         if (__atomic_load_n(&t->flip, __ATOMIC_RELAXED) == f1) {
@@ -609,6 +713,75 @@ int mg_bantable_lookup(const mg_bantable_t *t, const mg_addr_t *client,
         *expiry = exp;
     }
     return found;
+}
+
+/* 1 when the filter of filt's table says "maybe" for any length in bits
+ * (as mg_bt_scan numbers them) that the client can fall under. */
+MG_BT_INLINE int mg_bt_filter_any(const mg_bantable_t *t, const uint64_t *filt, uint64_t k0,
+                                  uint64_t k1, uint64_t bits, unsigned base, unsigned cplen)
+{
+    while (bits) {
+        unsigned b = 63u - (unsigned)__builtin_clzll(bits);
+        unsigned plen = base + b;
+        uint64_t m0, m1;
+
+        bits ^= (uint64_t)1 << b;
+        if (plen > cplen) {
+            continue;
+        }
+        mg_bt_mask(k0, k1, plen, &m0, &m1);
+        if (mg_bt_filter_maybe(filt, t->filter_shift, mg_bt_hash(t->seed, m0, m1, plen))) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static __attribute__((noinline)) int mg_bt_filter_any_v6(const mg_bantable_t *t,
+                                                         unsigned which, uint64_t k0,
+                                                         uint64_t k1, unsigned cplen)
+{
+    const mg_bt_meta_t *m = &t->meta[which];
+    const uint64_t *filt = mg_bt_filter(t, which);
+
+    return mg_bt_filter_any(t, filt, k0, k1, __atomic_load_n(&m->v6bits[2], __ATOMIC_ACQUIRE),
+                            128, cplen)
+        || mg_bt_filter_any(t, filt, k0, k1, __atomic_load_n(&m->v6bits[1], __ATOMIC_ACQUIRE),
+                            64, cplen)
+        || mg_bt_filter_any(t, filt, k0, k1, __atomic_load_n(&m->v6bits[0], __ATOMIC_ACQUIRE),
+                            0, cplen);
+}
+
+/*
+ * The common case first: a client none of whose lengths passes the
+ * filter of the live table is not banned, provided that table stayed live
+ * throughout (flip re-checked after an acquire fence, as in the full
+ * lookup).  Anything else (a "maybe", a flip) takes the full lookup, which
+ * starts over on its own.
+ */
+int mg_bantable_lookup(const mg_bantable_t *t, const mg_addr_t *client,
+                       int64_t now, int64_t *expiry)
+{
+    uint64_t k0 = mg_be64(client->a), k1 = mg_be64(client->a + 8);
+    unsigned cplen = client->plen > 128 ? 128u : client->plen;
+    int v4 = mg_bt_is_v4(k0, k1, cplen);
+    uint32_t f1 = __atomic_load_n(&t->flip, __ATOMIC_ACQUIRE);
+    unsigned which = f1 & 1U;
+    int maybe;
+
+    if (v4) {
+        maybe = mg_bt_filter_any(t, mg_bt_filter(t, which), k0, k1,
+                                 __atomic_load_n(&t->meta[which].v4bits, __ATOMIC_ACQUIRE),
+                                 96, cplen);
+    }
+    else {
+        maybe = mg_bt_filter_any_v6(t, which, k0, k1, cplen);
+    }
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    if (!maybe && __atomic_load_n(&t->flip, __ATOMIC_RELAXED) == f1) {
+        return 0;
+    }
+    return mg_bt_lookup_full(t, k0, k1, cplen, v4, now, expiry);
 }
 
 int mg_bantable_put(mg_bantable_t *t, const mg_addr_t *key, int64_t expiry)
@@ -678,6 +851,19 @@ void mg_bantable_rebuild_commit(mg_bantable_t *t)
     }
     t->rebuilding = 0;
     mg_bt_publish(t);
+}
+
+int mg_bantable_filter_maybe(const mg_bantable_t *t, const mg_addr_t *key)
+{
+    mg_bt_key_t k;
+    unsigned live = mg_bt_live(t);
+
+    if (key->plen == 0 || key->plen > 128) {
+        return 0;
+    }
+    mg_bt_key_from(key, &k);
+    return mg_bt_filter_maybe(mg_bt_filter(t, live), t->filter_shift,
+                              mg_bt_hash(t->seed, k.k0, k.k1, k.plen));
 }
 
 uint32_t mg_bantable_count(const mg_bantable_t *t)

@@ -13,6 +13,9 @@
  * address and every prefix length present in the table for that family
  * (a bitmap kept in the header), so a /64 ban and a /24 ban are found
  * without scanning.  Entries whose expiry has passed count as absent.
+ * Each table has a presence filter (one bit per key hash, never a false
+ * "absent"), so a key that is not there usually costs a hash and one
+ * load, no slot read.
  *
  * The memory layout is position-independent (no pointers), so a region
  * mapped at different addresses in different processes works, and a region
@@ -60,6 +63,11 @@ int mg_bantable_del(mg_bantable_t *t, const mg_addr_t *key);
 void mg_bantable_rebuild_begin(mg_bantable_t *t);
 int mg_bantable_rebuild_add(mg_bantable_t *t, const mg_addr_t *key, int64_t expiry);
 void mg_bantable_rebuild_commit(mg_bantable_t *t);
+
+/* The live table's presence filter for key (masked to its plen): 0 when
+ * the key is certainly absent, 1 when it may be present.  Never 0 for a
+ * key that is there; may be 1 for one deleted since the last rebuild. */
+int mg_bantable_filter_maybe(const mg_bantable_t *t, const mg_addr_t *key);
 
 /* Entries in the live table, expired ones included until the next rebuild. */
 uint32_t mg_bantable_count(const mg_bantable_t *t);

@@ -424,6 +424,8 @@ START_TEST(attach_previous_region)
     ck_assert_int_eq(exp, NOW + 10);
     ck_assert_int_eq(banned(t, "2001:db8:5:6::99", NOW, &exp), 1);
     ck_assert_uint_eq(mg_bantable_count(t), 2);
+    ck_assert_int_eq(mg_bantable_filter_maybe(t, &a), 1);
+    ck_assert_int_eq(mg_bantable_filter_maybe(t, &p), 1);
 
     /* refusals */
     ck_assert_ptr_null(mg_bantable_attach(mem, size, 32));        /* zeroed: no magic */
@@ -826,6 +828,197 @@ START_TEST(concurrent_flip_storm)
 }
 END_TEST
 
+/* ---- presence filter ---- */
+
+/* A deterministic spread of keys of every shape the module stores: IPv4
+ * hosts, IPv4 prefixes, IPv6 /64s and IPv6 hosts. */
+static mg_addr_t pf_key(uint32_t i)
+{
+    uint32_t h = i * 2654435761u;
+    mg_addr_t a;
+
+    switch (i % 4) {
+    case 0:
+        return v4n(0x0a000000u | (h & 0x00ffffffu));
+    case 1:
+        a = v4n(0x0b000000u | (h & 0x00ffffffu));
+        mg_addr_mask(&a, 24);
+        return a;
+    case 2:
+        a = cc_v6host(h & 0xffffu, h);
+        a.a[4] = (uint8_t)(i >> 8);
+        a.a[5] = (uint8_t)i;
+        mg_addr_mask(&a, 64);
+        return a;
+    default:
+        a = cc_v6host(h & 0xffffu, h);
+        a.a[4] = (uint8_t)(i >> 8);
+        a.a[5] = (uint8_t)i;
+        a.a[10] = 0x77;
+        return a;
+    }
+}
+
+/* Host addresses nobody bans (12.0.0.0/8, 2001:db8:ffff::/48). */
+static mg_addr_t pf_absent(uint32_t i)
+{
+    mg_addr_t a;
+
+    if (i % 2) {
+        return v4n(0x0c000000u | ((i * 2654435761u) & 0x00ffffffu));
+    }
+    a = cc_v6host(0xffffu, i * 2654435761u);
+    a.a[4] = 0xff;
+    a.a[5] = 0xff;
+    return a;
+}
+
+/* Fraction (in percent) of absent keys the filter lets through. */
+static unsigned pf_pass_rate(const mg_bantable_t *t, uint32_t n)
+{
+    uint32_t i, pass = 0;
+
+    for (i = 0; i < n; i++) {
+        mg_addr_t a = pf_absent(i);
+
+        pass += (uint32_t)mg_bantable_filter_maybe(t, &a);
+    }
+    return pass * 100u / n;
+}
+
+static void pf_assert_present(const mg_bantable_t *t, uint32_t from, uint32_t to,
+                              uint32_t step, int64_t exp_base)
+{
+    uint32_t i;
+
+    for (i = from; i < to; i += step) {
+        mg_addr_t k = pf_key(i);
+        int64_t exp = 0;
+
+        ck_assert_msg(mg_bantable_filter_maybe(t, &k) == 1, "key %u: filter says absent", i);
+        ck_assert_msg(mg_bantable_lookup(t, &k, NOW, &exp) == 1, "key %u: not found", i);
+        ck_assert_int_eq(exp, exp_base + i);
+    }
+}
+
+START_TEST(filter_no_false_negatives)
+{
+    void *mem;
+    mg_bantable_t *t = table(4096, &mem);
+    uint32_t i;
+    unsigned rate;
+
+    /* empty: nothing passes */
+    ck_assert_uint_eq(pf_pass_rate(t, 2000), 0);
+    for (i = 0; i < 4000; i++) {
+        mg_addr_t k = pf_key(i);
+
+        ck_assert_int_eq(mg_bantable_put(t, &k, NOW + 100 + i), 0);
+    }
+    pf_assert_present(t, 0, 4000, 1, NOW + 100);
+    /* at most one bit in 16 is set when full: few absent keys pass */
+    rate = pf_pass_rate(t, 20000);
+    ck_assert_msg(rate <= 12, "filter lets %u%% of absent keys through", rate);
+
+    /* deletes leave the other keys' bits alone; deleted keys are gone
+     * whatever their (stale) bit says */
+    for (i = 0; i < 4000; i += 2) {
+        mg_addr_t k = pf_key(i);
+        int64_t exp;
+
+        ck_assert_int_eq(mg_bantable_del(t, &k), 1);
+        ck_assert_int_eq(mg_bantable_lookup(t, &k, NOW, &exp), 0);
+    }
+    pf_assert_present(t, 1, 4000, 2, NOW + 100);
+
+    /* a rebuild writes a fresh filter: the kept keys, new ones, and a ban
+     * made during the rebuild are all found after the flip */
+    mg_bantable_rebuild_begin(t);
+    for (i = 1; i < 4000; i += 2) {
+        mg_addr_t k = pf_key(i);
+
+        ck_assert_int_eq(mg_bantable_rebuild_add(t, &k, NOW + 100 + i), 0);
+    }
+    for (i = 10000; i < 10050; i++) {
+        mg_addr_t k = pf_key(i);
+
+        ck_assert_int_eq(mg_bantable_rebuild_add(t, &k, NOW + 100 + i), 0);
+    }
+    {
+        mg_addr_t k = pf_key(20000);
+
+        ck_assert_int_eq(mg_bantable_put(t, &k, NOW + 100 + 20000), 0);
+    }
+    /* before the commit the live table still answers */
+    pf_assert_present(t, 1, 4000, 2, NOW + 100);
+    mg_bantable_rebuild_commit(t);
+    pf_assert_present(t, 1, 4000, 2, NOW + 100);
+    pf_assert_present(t, 10000, 10050, 1, NOW + 100);
+    pf_assert_present(t, 20000, 20001, 1, NOW + 100);
+
+    /* two rebuilds of a small set clear both filters: the 4000 keys of
+     * before now pass no more often than any absent key */
+    for (i = 0; i < 2; i++) {
+        mg_addr_t k = pf_key(30000);
+
+        mg_bantable_rebuild_begin(t);
+        ck_assert_int_eq(mg_bantable_rebuild_add(t, &k, NOW + 100 + 30000), 0);
+        mg_bantable_rebuild_commit(t);
+    }
+    pf_assert_present(t, 30000, 30001, 1, NOW + 100);
+    {
+        uint32_t pass = 0;
+
+        for (i = 0; i < 4000; i++) {
+            mg_addr_t k = pf_key(i);
+
+            pass += (uint32_t)mg_bantable_filter_maybe(t, &k);
+        }
+        ck_assert_msg(pass <= 40, "%u stale bits survived two rebuilds", pass);
+    }
+    ck_assert_uint_le(pf_pass_rate(t, 20000), 1);
+
+    /* invalid keys: no answer but "absent" */
+    {
+        mg_addr_t k = pf_key(1);
+
+        k.plen = 0;
+        ck_assert_int_eq(mg_bantable_filter_maybe(t, &k), 0);
+        k.plen = 200;
+        ck_assert_int_eq(mg_bantable_filter_maybe(t, &k), 0);
+    }
+    free(mem);
+}
+END_TEST
+
+START_TEST(filter_survives_compaction)
+{
+    void *mem;
+    mg_bantable_t *t = table(4, &mem);
+    mg_addr_t keep = addr("2001:db8:77::/48"), host = v4n(0xc6336407u), a;
+    uint32_t i;
+    int64_t exp;
+
+    ck_assert_int_eq(mg_bantable_put(t, &keep, NOW + 77), 0);
+    ck_assert_int_eq(mg_bantable_put(t, &host, NOW + 78), 0);
+    /* 8 slots: churn compacts into the spare table and flips many times;
+     * the copies must carry their filter bits along */
+    for (i = 0; i < 5000; i++) {
+        a = pf_key(i);
+        ck_assert_int_eq(mg_bantable_put(t, &a, NOW + 10), 0);
+        ck_assert_int_eq(mg_bantable_filter_maybe(t, &a), 1);
+        ck_assert_int_eq(mg_bantable_del(t, &a), 1);
+        ck_assert_int_eq(mg_bantable_filter_maybe(t, &keep), 1);
+        ck_assert_int_eq(mg_bantable_filter_maybe(t, &host), 1);
+        ck_assert_int_eq(banned(t, "2001:db8:77:1::5", NOW, &exp), 1);
+        ck_assert_int_eq(exp, NOW + 77);
+        ck_assert_int_eq(mg_bantable_lookup(t, &host, NOW, &exp), 1);
+        ck_assert_int_eq(exp, NOW + 78);
+    }
+    free(mem);
+}
+END_TEST
+
 static Suite *bantable_suite(void)
 {
     Suite *s = suite_create("bantable");
@@ -844,6 +1037,8 @@ static Suite *bantable_suite(void)
     tcase_add_test(tc, foreach_and_copy);
     tcase_add_test(tc, concurrent_readers);
     tcase_add_test(tc, concurrent_flip_storm);
+    tcase_add_test(tc, filter_no_false_negatives);
+    tcase_add_test(tc, filter_survives_compaction);
     suite_add_tcase(s, tc);
     return s;
 }
