@@ -100,12 +100,17 @@ unit: all unit-bins
 integration: all
 	MG_BUILD=$(abspath $(B)) $(PYTEST) -q -p no:cacheprovider tests/integration
 
-# Unit tests under AddressSanitizer + UBSan, in a build tree of their own.
+# Unit and integration tests under AddressSanitizer + UBSan, in a build
+# tree of their own.  httpd is not instrumented: the tests preload the ASan
+# runtime into it (MG_SANITIZER_PRELOAD) and fail on any report.
 asan-test: deps
 	$(MAKE) B=build/asan OPT=-O1 \
 	    SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
 	    all unit-bins
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 sh build/run_unit.sh build/asan
+	MG_BUILD=$(abspath build/asan) MG_SANITIZER_PRELOAD=$$($(CC) -print-file-name=libasan.so) \
+	    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	    $(PYTEST) -q -p no:cacheprovider tests/integration
 
 demo: deps all
 	sh build/demo.sh $(B)
