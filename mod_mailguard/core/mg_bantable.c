@@ -121,7 +121,7 @@ struct mg_bantable {
     uint64_t seed;          /* hash seed, fixed at init */
     uint32_t flip;          /* live table = flip & 1 (atomic) */
     uint32_t rebuilding;    /* writer only: a rebuild of the spare is open */
-    uint64_t filter_off;    /* offset of filter 0 from the header */
+    uint64_t filter_off[2]; /* offset of each table's filter from the header */
     uint32_t filter_shift;  /* filter bit of a key = hash >> filter_shift */
     uint32_t reserved;
     mg_bt_meta_t meta[2];
@@ -181,8 +181,7 @@ static mg_bt_slot_t *mg_bt_table(const mg_bantable_t *t, unsigned which)
 
 static uint64_t *mg_bt_filter(const mg_bantable_t *t, unsigned which)
 {
-    return (uint64_t *)(void *)((char *)(uintptr_t)t + t->filter_off)
-           + (size_t)which * (mg_bt_filter_bytes(t->nslots) / 8);
+    return (uint64_t *)(void *)((char *)(uintptr_t)t + t->filter_off[which]);
 }
 
 /* 64 - log2(filter bits): the filter index is the hash's top bits. */
@@ -602,7 +601,8 @@ mg_bantable_t *mg_bantable_init(void *mem, size_t size, uint32_t capacity)
     t->nslots = mg_bt_nslots(capacity);
     t->size = mg_bantable_size(capacity);
     t->slots_off = mg_bt_header_size();
-    t->filter_off = t->slots_off + 2 * (uint64_t)t->nslots * sizeof(mg_bt_slot_t);
+    t->filter_off[0] = t->slots_off + 2 * (uint64_t)t->nslots * sizeof(mg_bt_slot_t);
+    t->filter_off[1] = t->filter_off[0] + mg_bt_filter_bytes(t->nslots);
     t->filter_shift = mg_bt_filter_shift(t->nslots);
     /* The seed only spreads keys; it need not be secret, just not fixed
      * across installations. */
@@ -625,7 +625,8 @@ mg_bantable_t *mg_bantable_attach(void *mem, size_t size, uint32_t capacity)
     if (t->magic != MG_BT_MAGIC || t->version != MG_BT_VERSION
         || t->capacity != capacity || t->nslots != mg_bt_nslots(capacity)
         || t->size != mg_bantable_size(capacity) || t->slots_off != mg_bt_header_size()
-        || t->filter_off != t->slots_off + 2 * (uint64_t)t->nslots * sizeof(mg_bt_slot_t)
+        || t->filter_off[0] != t->slots_off + 2 * (uint64_t)t->nslots * sizeof(mg_bt_slot_t)
+        || t->filter_off[1] != t->filter_off[0] + mg_bt_filter_bytes(t->nslots)
         || t->filter_shift != mg_bt_filter_shift(t->nslots)) {
         return NULL;
     }
@@ -753,17 +754,17 @@ static __attribute__((noinline)) int mg_bt_filter_any_v6(const mg_bantable_t *t,
 }
 
 /*
- * The common case first: a client none of whose lengths passes the
- * filter of the live table is not banned, provided that table stayed live
- * throughout (flip re-checked after an acquire fence, as in the full
- * lookup).  Anything else (a "maybe", a flip) takes the full lookup, which
- * starts over on its own.
+ * Filters first: a client none of whose lengths passes the filter of the
+ * live table is not banned, provided that table stayed live throughout
+ * (flip re-checked after an acquire fence, as in the full lookup).
+ * Anything else (a "maybe", a flip) takes the full lookup, which starts
+ * over on its own.
  */
-int mg_bantable_lookup(const mg_bantable_t *t, const mg_addr_t *client,
-                       int64_t now, int64_t *expiry)
+static __attribute__((noinline)) int mg_bt_lookup_filtered(const mg_bantable_t *t,
+                                                           uint64_t k0, uint64_t k1,
+                                                           unsigned cplen, int64_t now,
+                                                           int64_t *expiry)
 {
-    uint64_t k0 = mg_be64(client->a), k1 = mg_be64(client->a + 8);
-    unsigned cplen = client->plen > 128 ? 128u : client->plen;
     int v4 = mg_bt_is_v4(k0, k1, cplen);
     uint32_t f1 = __atomic_load_n(&t->flip, __ATOMIC_ACQUIRE);
     unsigned which = f1 & 1U;
@@ -782,6 +783,36 @@ int mg_bantable_lookup(const mg_bantable_t *t, const mg_addr_t *client,
         return 0;
     }
     return mg_bt_lookup_full(t, k0, k1, cplen, v4, now, expiry);
+}
+
+/*
+ * The shape of nearly every request: an IPv4 client, and a table whose
+ * IPv4 entries are all hosts (the module bans hosts; a prefix comes only
+ * from an operator).  Then there is one key to test, the address itself,
+ * and its filter bit decides without the bitmap walk.  Every other shape
+ * goes through mg_bt_lookup_filtered(), which also covers this one.
+ */
+int mg_bantable_lookup(const mg_bantable_t *t, const mg_addr_t *client,
+                       int64_t now, int64_t *expiry)
+{
+    uint64_t k0 = mg_be64(client->a), k1 = mg_be64(client->a + 8);
+
+    if (client->plen >= 128 && k0 == 0 && (k1 >> 32) == 0xffffU) {
+        uint32_t f1 = __atomic_load_n(&t->flip, __ATOMIC_ACQUIRE);
+        unsigned which = f1 & 1U;
+        uint64_t bits = __atomic_load_n(&t->meta[which].v4bits, __ATOMIC_ACQUIRE);
+
+        if (bits == (uint64_t)1 << 32
+            && !mg_bt_filter_maybe(mg_bt_filter(t, which), t->filter_shift,
+                                   mg_bt_hash(t->seed, 0, k1, 128))) {
+            __atomic_thread_fence(__ATOMIC_ACQUIRE);
+            if (__atomic_load_n(&t->flip, __ATOMIC_RELAXED) == f1) {
+                return 0;
+            }
+        }
+    }
+    return mg_bt_lookup_filtered(t, k0, k1, client->plen > 128 ? 128u : client->plen, now,
+                                 expiry);
 }
 
 int mg_bantable_put(mg_bantable_t *t, const mg_addr_t *key, int64_t expiry)
