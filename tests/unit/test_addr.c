@@ -1,4 +1,6 @@
 /* Addresses, prefixes, canonical text and CIDR sets. */
+#include <arpa/inet.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -517,11 +519,241 @@ START_TEST(cidrset_large)
 }
 END_TEST
 
+/*
+ * The quick dotted-quad path of mg_addr_parse()/mg_addr_parse_n() against
+ * the general one.  mg_cidr_parse() always takes the general path (copy,
+ * checks, inet_pton), and for text without '/' it must agree with
+ * mg_addr_parse() on everything: result, address, reason.  inet_pton()
+ * itself is the second witness for every text it is asked about.
+ */
+static uint32_t qp_rand_state = 0x12345678u;
+
+static uint32_t qp_rand(void)
+{
+    qp_rand_state ^= qp_rand_state << 13;
+    qp_rand_state ^= qp_rand_state >> 17;
+    qp_rand_state ^= qp_rand_state << 5;
+    return qp_rand_state;
+}
+
+/* Compare mg_addr_parse(s) with the general path and with inet_pton. */
+static void qp_check(const char *s, unsigned *accepted)
+{
+    mg_addr_t fast, gen;
+    const char *why_fast = "untouched", *why_gen = "untouched";
+    int rf, rg;
+
+    memset(&fast, 0x5a, sizeof(fast));
+    memset(&gen, 0x5a, sizeof(gen));
+    rf = mg_addr_parse(s, &fast, &why_fast);
+    if (strchr(s, '/')) {
+        ck_assert_msg(rf == -1, "'%s' accepted with a '/'", s);
+        return;
+    }
+    rg = mg_cidr_parse(s, &gen, &why_gen);
+    ck_assert_msg(rf == rg, "'%s': quick %d, general %d", s, rf, rg);
+    ck_assert_msg(memcmp(&fast, &gen, sizeof(fast)) == 0, "'%s': different output", s);
+    ck_assert_msg(strcmp(why_fast, why_gen) == 0, "'%s': reason '%s' vs '%s'", s, why_fast,
+                  why_gen);
+    if (rf == 0) {
+        ck_assert_str_eq(why_fast, "untouched");
+        (*accepted)++;
+    }
+    if (strlen(s) <= 70 && !strpbrk(s, ":%[]")) {
+        struct in_addr v4;
+        int ok = inet_pton(AF_INET, s, &v4) == 1;
+
+        ck_assert_msg(ok == (rf == 0), "'%s': inet_pton says %d, parse %d", s, ok, rf);
+        if (ok) {
+            ck_assert(mg_addr_is_v4(&fast));
+            ck_assert_int_eq(memcmp(fast.a + 12, &v4.s_addr, 4), 0);
+            ck_assert_uint_eq(fast.plen, 128);
+        }
+    }
+}
+
+/* The same for mg_addr_parse_n(buf, len): general reference on a
+ * NUL-terminated copy, or the embedded-NUL refusal. */
+static void qp_check_n(const char *buf, size_t len, unsigned *accepted)
+{
+    mg_addr_t fast, gen;
+    const char *why_fast = "untouched", *why_gen = "untouched";
+    char copy[128];
+    int rf, rg;
+
+    ck_assert_uint_lt(len, sizeof(copy));
+    memset(&fast, 0x5a, sizeof(fast));
+    memset(&gen, 0x5a, sizeof(gen));
+    rf = mg_addr_parse_n(buf, len, &fast, &why_fast);
+    memcpy(copy, buf, len);
+    copy[len] = '\0';
+    if (len > 0 && memchr(buf, '\0', len) && len <= 70) {
+        ck_assert_msg(rf == -1, "len %zu with a NUL accepted", len);
+        ck_assert_str_eq(why_fast, "embedded NUL character");
+        ck_assert_uint_eq(fast.a[0], 0x5a);
+        return;
+    }
+    if (strchr(copy, '/')) {
+        ck_assert_int_eq(rf, -1);
+        return;
+    }
+    rg = mg_cidr_parse(copy, &gen, &why_gen);
+    ck_assert_msg(rf == rg, "'%s' (len %zu): quick %d, general %d", copy, len, rf, rg);
+    ck_assert_msg(memcmp(&fast, &gen, sizeof(fast)) == 0, "'%s': different output", copy);
+    ck_assert_msg(strcmp(why_fast, why_gen) == 0, "'%s': reason '%s' vs '%s'", copy, why_fast,
+                  why_gen);
+    *accepted += rf == 0;
+}
+
+/* One part of a near-quad: digits with or without leading zeros, values
+ * around 255, empty, or a stray character. */
+static void qp_part(char *out, size_t size)
+{
+    static const char *const odd[] = { "", "-1", "+1", " 1", "1 ", "0x1", "a", ":", "%",
+                                       "/", "\t", "1e", "\xff", "00", "000", "0000", "01",
+                                       "010", "099", "256", "299", "999", "1000", "255",
+                                       "25", "2", "0", "9" };
+    uint32_t r = qp_rand() % 16;
+
+    if (r < 9) {
+        snprintf(out, size, "%u", qp_rand() % 256);
+    }
+    else if (r < 11) {
+        snprintf(out, size, "%0*u", (int)(qp_rand() % 4) + 1, qp_rand() % 300);
+    }
+    else if (r < 12) {
+        snprintf(out, size, "%u", qp_rand() % 100000);
+    }
+    else {
+        snprintf(out, size, "%s", odd[qp_rand() % (sizeof(odd) / sizeof(odd[0]))]);
+    }
+}
+
+static void qp_near_quad(char *out, size_t size)
+{
+    uint32_t r = qp_rand() % 16;
+    unsigned parts = r < 11 ? 4 : r < 13 ? 3 : r < 14 ? 5 : 1 + qp_rand() % 7;
+    size_t n = 0;
+    unsigned i;
+
+    out[0] = '\0';
+    if (qp_rand() % 32 == 0) {
+        n += (size_t)snprintf(out + n, size - n, ".");
+    }
+    for (i = 0; i < parts && n < size - 8; i++) {
+        char part[16];
+
+        qp_part(part, sizeof(part));
+        n += (size_t)snprintf(out + n, size - n, "%s%s", i ? (qp_rand() % 64 ? "." : "..")
+                                                          : "", part);
+    }
+    if (qp_rand() % 32 == 0 && n < size - 2) {
+        n += (size_t)snprintf(out + n, size - n, qp_rand() % 2 ? "." : "x");
+    }
+}
+
+START_TEST(quick_quad_matches_general)
+{
+    static const char *const edge[] = {
+        "0.0.0.0", "255.255.255.255", "1.2.3.4", "127.0.0.1", "10.20.30.40",
+        "192.0.2.1", "100.100.100.100", "9.99.199.249", "250.251.252.253",
+        "256.1.1.1", "1.256.1.1", "1.1.256.1", "1.1.1.256", "300.1.1.1", "999.1.1.1",
+        "1000.1.1.1", "01.2.3.4", "1.02.3.4", "1.2.03.4", "1.2.3.04", "00.0.0.0",
+        "0.00.0.0", "1.2.3.004", "1.2.3", "1.2", "1", "1.2.3.4.5", "1.2.3.4.",
+        ".1.2.3.4", "1..2.3", "1.2..3.4", "1.2.3.", "...", "....", "", ".",
+        "1.2.3.4 ", " 1.2.3.4", "1.2.3.4\n", "1.2.3.4x", "1.2.3.4:80", "1.2.3.4/32",
+        "1.2.3.4%eth0", "::ffff:1.2.3.4", "::1", "2001:db8::5", "1.2.3.-4", "+1.2.3.4",
+        "1.2.3.4\xff", "\xff", "0x1.2.3.4", "1.2.3.0x4", "255.255.255.2555",
+        "25.5.255.255", "2550.1.1.1", "1.2.3.45678", "[1.2.3.4]", "1,2,3,4",
+        "12345678901234567890", "1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1",
+    };
+    char buf[96];
+    unsigned accepted = 0, accepted_n = 0, i;
+    size_t k;
+
+    for (i = 0; i < sizeof(edge) / sizeof(edge[0]); i++) {
+        qp_check(edge[i], &accepted);
+        qp_check_n(edge[i], strlen(edge[i]), &accepted_n);
+    }
+    /* near-quads: the shapes a fast parser gets wrong */
+    for (i = 0; i < 60000; i++) {
+        qp_near_quad(buf, sizeof(buf));
+        qp_check(buf, &accepted);
+    }
+    /* any text over the quad's alphabet, up to 18 characters */
+    for (i = 0; i < 60000; i++) {
+        size_t len = qp_rand() % 19;
+
+        for (k = 0; k < len; k++) {
+            uint32_t r = qp_rand() % 16;
+
+            buf[k] = r < 11 ? (char)('0' + qp_rand() % 10) : r < 15 ? '.' : ":x/ "[qp_rand() % 4];
+        }
+        buf[len] = '\0';
+        qp_check(buf, &accepted);
+    }
+    /* counted strings: slices of a quad-rich buffer, NULs inside, no
+     * terminator at len */
+    for (i = 0; i < 60000; i++) {
+        size_t len, off;
+
+        qp_near_quad(buf, 48);
+        k = strlen(buf);
+        if (qp_rand() % 8 == 0 && k > 0) {
+            buf[qp_rand() % k] = '\0';
+        }
+        buf[k] = qp_rand() % 2 ? '.' : '7';   /* no NUL right after */
+        if (qp_rand() % 2) {
+            /* the whole text, followed by a character that is not a NUL */
+            off = 0;
+            len = k;
+        }
+        else {
+            off = qp_rand() % 3;
+            len = qp_rand() % 19;
+            if (off + len > k + 1) {
+                len = k + 1 > off ? k + 1 - off : 0;
+            }
+        }
+        qp_check_n(buf + off, len, &accepted_n);
+    }
+    /* the generators do reach the accepting path, often */
+    ck_assert_uint_gt(accepted, 4000);
+    ck_assert_uint_gt(accepted_n, 2000);
+}
+END_TEST
+
+START_TEST(quick_quad_every_octet)
+{
+    char text[32];
+    unsigned v, pos, accepted = 0;
+
+    /* every value 0..999 in every position, as written and with a leading
+     * zero: exactly 0..255 as written are accepted */
+    for (pos = 0; pos < 4; pos++) {
+        for (v = 0; v < 1000; v++) {
+            unsigned o[4] = { 192, 0, 2, 1 };
+
+            o[pos] = v;
+            snprintf(text, sizeof(text), "%u.%u.%u.%u", o[0], o[1], o[2], o[3]);
+            qp_check(text, &accepted);
+            snprintf(text, sizeof(text), pos == 0 ? "0%u.%u.%u.%u" : pos == 1 ? "%u.0%u.%u.%u"
+                     : pos == 2 ? "%u.%u.0%u.%u" : "%u.%u.%u.0%u", o[0], o[1], o[2], o[3]);
+            qp_check(text, &accepted);
+        }
+    }
+    ck_assert_uint_eq(accepted, 4 * 256);
+}
+END_TEST
+
 static Suite *addr_suite(void)
 {
     Suite *s = suite_create("addr");
     TCase *tc = tcase_create("core");
 
+    /* the quick-path comparisons run a few hundred thousand parses, slow
+     * under the sanitizers */
+    tcase_set_timeout(tc, 30);
     tcase_add_test(tc, parse_v4);
     tcase_add_test(tc, parse_v6);
     tcase_add_test(tc, parse_mapped_is_v4);
@@ -540,6 +772,8 @@ static Suite *addr_suite(void)
     tcase_add_test(tc, cidrset_add_addr_masks);
     tcase_add_test(tc, cidrset_many_lengths);
     tcase_add_test(tc, cidrset_large);
+    tcase_add_test(tc, quick_quad_matches_general);
+    tcase_add_test(tc, quick_quad_every_octet);
     suite_add_tcase(s, tc);
     return s;
 }
