@@ -37,7 +37,6 @@ static int mg_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp
     if (mg_shm_post_config(pconf, s) != APR_SUCCESS) {
         return HTTP_INTERNAL_SERVER_ERROR;
     }
-    mg_gate_post_config(s);
     if (mg_sync_post_config(pconf, s) != APR_SUCCESS) {
         return HTTP_INTERNAL_SERVER_ERROR;
     }

@@ -80,8 +80,6 @@ int mg_shm_del_ban(server_rec *s, const mg_addr_t *key);
 
 /* mg_gate.c */
 int mg_gate_check_access(request_rec *r);
-/* Check the fast IPv4 parser against the core's once per generation. */
-void mg_gate_post_config(server_rec *s);
 
 /* mg_watch.c */
 int mg_watch_log_transaction(request_rec *r);
