@@ -372,22 +372,13 @@ static void mg_record_failure(request_rec *r, const mg_dir_conf_t *d)
     }
 }
 
-int mg_watch_log_transaction(request_rec *r)
+/* A request that may be a login: classify it and act on the outcome.
+ * Out of line, so the hook's early exits need no stack frame. */
+static __attribute__((noinline)) int mg_watch_finished(request_rec *r, const mg_dir_conf_t *d)
 {
     const request_rec *last = r;
-    const mg_dir_conf_t *d;
     mg_outcome_t out;
 
-    if (r->main != NULL || r->prev != NULL || mg_shm_stats() == NULL) {
-        return DECLINED;
-    }
-    d = mg_dir_conf(r->per_dir_config);
-    /* The built-in rules only ever count a POST: every other request
-     * leaves here unless a MailGuardFailure rule applies. */
-    if (!mg_dir_engine(d) || (r->method_number != M_POST && mg_dir_rules(d) == NULL)
-        || !mg_dir_watching(d)) {
-        return DECLINED;
-    }
     while (last->next != NULL) {
         last = last->next;
     }
@@ -399,4 +390,20 @@ int mg_watch_log_transaction(request_rec *r)
         mg_record_failure(r, d);
     }
     return OK;
+}
+
+int mg_watch_log_transaction(request_rec *r)
+{
+    const mg_dir_conf_t *d = mg_dir_conf(r->per_dir_config);
+
+    /* Cheapest tests first: the engine, then the method.  The built-in
+     * rules only ever count a POST: every other request leaves here
+     * unless a MailGuardFailure rule applies. */
+    if (!mg_dir_engine(d) || (r->method_number != M_POST && mg_dir_rules(d) == NULL)) {
+        return DECLINED;
+    }
+    if (r->main != NULL || r->prev != NULL || mg_shm_stats() == NULL || !mg_dir_watching(d)) {
+        return DECLINED;
+    }
+    return mg_watch_finished(r, d);
 }
