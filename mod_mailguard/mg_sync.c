@@ -1,16 +1,30 @@
 /*
  * The sync job: keeps the shared-memory ban mirror in step with the Redis
- * ban set.  One per server: mod_watchdog's singleton child watchdog elects
- * the process that runs it (another child takes over if that one exits).
+ * ban set.  One per server, in a process of its own.
  *
- * The watchdog thread itself only starts and stops the job: the job needs
- * to wait on the subscription socket, which the watchdog's fixed 100 ms
- * ticks would turn into up to 100 ms of extra delay per ban.  So the
- * STARTING callback starts a thread of ours (signals blocked, no APR pool
- * shared with the main thread), STOPPING asks it to stop, and a pre-cleanup
- * of the child pool joins it.  Every wait in the thread is bounded (event
- * wait 200 ms, Redis timeouts), so it stops promptly on a graceful restart
- * or shutdown.
+ * Why a process and not a thread in a child: a second thread makes glibc
+ * take its slower cancellable path on every read and writev of that
+ * process, a measurable part of a static request.  Request-serving
+ * processes (every prefork child, the single -X process) must stay
+ * single-threaded, so post_config forks the job off the parent, as
+ * mod_cgid does with its daemon:
+ *  - the child drops to User/Group like the MPM's children, re-attaches
+ *    the global mutex, closes the listeners (the port must not stay open
+ *    in a process that never accepts), and runs the loop in its main
+ *    thread;
+ *  - SIGTERM and SIGINT are blocked and polled between steps, so a stop
+ *    never interrupts a Redis call halfway (that would be reported as an
+ *    outage); the signals httpd sends its process group for restarts
+ *    (SIGHUP, SIGUSR1, SIGWINCH) are ignored, since the parent replaces
+ *    the job at every restart anyway; PR_SET_PDEATHSIG and a getppid()
+ *    test end it should the parent die without stopping it;
+ *  - the parent registers it as an "other child": the MPM's wait loop
+ *    reports its death and it is forked again (after a back-off when it
+ *    died soon after starting), and a cleanup of pconf, cleared at every
+ *    restart and at shutdown, stops it (SIGTERM, bounded wait, SIGKILL).
+ *    With -X nobody reaps children, so a job that dies there stays dead.
+ * Every wait in the loop is bounded (event wait 200 ms, Redis timeouts),
+ * so it stops promptly.
  *
  * The loop:
  *  - subscribes to P events and applies ban/unban messages as they arrive;
@@ -24,39 +38,60 @@
  *    reach Redis is undone by that; repeat it.
  * The writer mutex is never held during network I/O.
  */
-#include <pthread.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 
 #include "httpd.h"
 #include "http_config.h"
 #include "http_log.h"
-#include "mod_watchdog.h"
-#include "apr_optional.h"
+#include "ap_listen.h"
+#include "ap_mpm.h"
+#include "mpm_common.h"
+#include "apr_signal.h"
+#include "apr_thread_proc.h"
 
 #include "mod_mailguard.h"
 #include "mg_config.h"
 
 APLOG_USE_MODULE(mailguard);
 
-#define MG_WD_NAME          "_mailguard_sync_"
 #define MG_SYNC_CONNECT_MS  200
 #define MG_SYNC_COMMAND_MS  1000   /* a full list of a large set takes a while */
 #define MG_SYNC_WAIT_MS     200
 #define MG_SYNC_RETRY       apr_time_from_sec(1)
 #define MG_RESTORED_JAIL    "restored"
+/* A job that ran less than this before dying waits before its successor
+ * starts: 1 s, doubling up to the cap.  Bounds a crash loop to one fork
+ * per MG_SYNC_BACKOFF_MAX seconds. */
+#define MG_SYNC_STABLE      apr_time_from_sec(10)
+#define MG_SYNC_BACKOFF_MAX 32
+/* How long the parent waits for the job to leave after SIGTERM: longer
+ * than its slowest step (a Redis command timeout), short enough not to
+ * hold up a restart. */
+#define MG_SYNC_STOP_WAIT   apr_time_from_sec(5)
 
 static struct {
+    /* parent */
     server_rec *s;
-    int use_watchdog;
-    pthread_mutex_t lock;   /* guards started/stopped */
-    pthread_t thread;
-    int started;
-    int stopped;
-    int stop;               /* atomic: ask the thread to leave */
-} mg_sync = { .lock = PTHREAD_MUTEX_INITIALIZER };
+    apr_pool_t *pconf;
+    apr_proc_t proc;
+    pid_t owner;            /* the process that forked the job */
+    int running;            /* proc is a live child not yet reaped */
+    int registered;         /* proc is on APR's other-child list */
+    int delay;              /* seconds the next job waits before it starts */
+    apr_time_t began;       /* when the current job's loop began */
+    /* sync process */
+    pid_t parent;
+    int stop;
+} mg_sync;
 
 typedef struct mg_ban {
     mg_addr_t key;
@@ -69,9 +104,20 @@ typedef struct mg_banvec {
     int oom;
 } mg_banvec_t;
 
+/* Asked to stop (SIGTERM or SIGINT pending), or orphaned. */
 static int mg_stopping(void)
 {
-    return __atomic_load_n(&mg_sync.stop, __ATOMIC_ACQUIRE);
+    sigset_t pending;
+
+    if (mg_sync.stop) {
+        return 1;
+    }
+    if (getppid() != mg_sync.parent
+        || (sigpending(&pending) == 0
+            && (sigismember(&pending, SIGTERM) == 1 || sigismember(&pending, SIGINT) == 1))) {
+        mg_sync.stop = 1;
+    }
+    return mg_sync.stop;
 }
 
 static int mg_vec_push(void *baton, const mg_addr_t *key, int64_t expiry)
@@ -280,9 +326,9 @@ static void mg_sync_apply(server_rec *s, const mg_store_event_t *ev)
     }
 }
 
-static void *mg_sync_main(void *arg)
+/* The job's loop; returns the sync process's exit status. */
+static int mg_sync_run(server_rec *s)
 {
-    server_rec *s = arg;
     mg_store_cfg_t cfg;
     mg_store_t *cmd = NULL;
     mg_store_t *sub = NULL;
@@ -291,6 +337,7 @@ static void *mg_sync_main(void *arg)
     apr_time_t next_try = 0, next_resync = 0, next_drain = 0;
     int subscribed = 0;
     int outage = 0;
+    int code = 1;
 
     mg_redis_store_cfg(s, &cfg, MG_SYNC_CONNECT_MS, MG_SYNC_COMMAND_MS);
     cmd = mg_store_new(&cfg);
@@ -336,7 +383,7 @@ static void *mg_sync_main(void *arg)
                 next_resync = now + interval;
                 mg_breaker_report(s, 1, NULL);
             }
-            else {
+            else if (!mg_stopping()) {
                 mg_stat_inc(&mg_shm_stats()->sync_errors);
                 mg_breaker_report(s, 0, mg_store_error(cmd));
                 outage = 1;
@@ -366,6 +413,7 @@ static void *mg_sync_main(void *arg)
             mg_breaker_report(s, 0, mg_store_error(sub));
         }
     }
+    code = 0;
 end:
     if (mg_shm_stats() != NULL) {
         apr_uint32_t me = (apr_uint32_t)getpid();
@@ -378,115 +426,218 @@ end:
     if (sub != NULL) {
         mg_store_free(sub);
     }
-    return NULL;
+    return code;
 }
 
-/* Start the thread with every signal blocked: the MPM's handlers must run
- * in its own threads (prefork's SIGTERM handler tears the child down and
- * would end up joining this very thread). */
-static apr_status_t mg_sync_start(server_rec *s)
+/* The sync process from fork to exit.  Leaves with _exit(): exit() would
+ * run atexit handlers inherited from the parent, and nothing of the
+ * parent's (pools, the mutex, shared memory) is this process's to tear
+ * down. */
+static void mg_sync_child(server_rec *s, pid_t parent, int delay)
 {
-    sigset_t all, old;
-    int rc = 0;
+    apr_pool_t *p = NULL;
+    sigset_t stopset;
+    int waited, code = 1;
 
-    pthread_mutex_lock(&mg_sync.lock);
-    if (!mg_sync.started && !mg_sync.stopped) {
-        sigfillset(&all);
-        pthread_sigmask(SIG_BLOCK, &all, &old);
-        rc = pthread_create(&mg_sync.thread, NULL, mg_sync_main, s);
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
-        mg_sync.started = rc == 0;
+    mg_sync.parent = parent;
+    mg_sync.stop = 0;
+    /* Blocked, not caught: a handler would interrupt a Redis call, which
+     * then fails and reports an outage.  Default disposition, because a
+     * blocked signal that is ignored is discarded rather than pending. */
+    sigemptyset(&stopset);
+    sigaddset(&stopset, SIGTERM);
+    sigaddset(&stopset, SIGINT);
+    sigprocmask(SIG_SETMASK, &stopset, NULL);
+    apr_signal(SIGTERM, SIG_DFL);
+    apr_signal(SIGINT, SIG_DFL);
+    apr_signal(SIGPIPE, SIG_IGN);
+    apr_signal(SIGHUP, SIG_IGN);
+    apr_signal(SIGUSR1, SIG_IGN);
+    apr_signal(SIGWINCH, SIG_IGN);
+#ifdef __linux__
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+#endif
+    if (getppid() != parent) {
+        _exit(0);   /* the parent died before the death signal was set */
     }
-    pthread_mutex_unlock(&mg_sync.lock);
-    if (rc != 0) {
-        ap_log_error(APLOG_MARK, APLOG_ERR, rc, s,
-                     "MG0068: cannot start the sync job: bans made elsewhere are not "
+    ap_close_listeners();
+    if (apr_pool_create(&p, NULL) != APR_SUCCESS) {
+        _exit(1);
+    }
+    apr_pool_tag(p, "mailguard_sync");
+    if (ap_run_drop_privileges(p, s) != OK) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
+                     "MG0073: the sync process cannot switch to User/Group: it stops");
+        _exit(1);
+    }
+    mg_shm_child_init(p, s);
+    for (waited = 0; waited < delay * 10 && !mg_stopping(); waited++) {
+        apr_sleep(apr_time_from_msec(100));
+    }
+    if (!mg_stopping()) {
+        code = mg_sync_run(s);
+    }
+    else {
+        code = 0;
+    }
+    apr_pool_destroy(p);
+    _exit(code);
+}
+
+static void mg_sync_maint(int reason, void *data, apr_wait_t status);
+
+static apr_status_t mg_sync_fork(void)
+{
+    pid_t parent = getpid();
+    apr_status_t rv;
+
+    rv = apr_proc_fork(&mg_sync.proc, mg_sync.pconf);
+    if (rv == APR_INCHILD) {
+        mg_sync_child(mg_sync.s, parent, mg_sync.delay);
+    }
+    if (rv != APR_INPARENT) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, rv, mg_sync.s,
+                     "MG0068: cannot start the sync process: bans made elsewhere are not "
                      "mirrored by this server");
-        return APR_EGENERAL;
+        return rv;
     }
+    mg_sync.running = 1;
+    mg_sync.registered = 1;
+    mg_sync.began = apr_time_now() + apr_time_from_sec(mg_sync.delay);
+    apr_proc_other_child_register(&mg_sync.proc, mg_sync_maint, &mg_sync.proc, NULL,
+                                  mg_sync.pconf);
     return APR_SUCCESS;
 }
 
-/* Child pool pre-cleanup (main thread): stop and join before the child's
- * memory goes away. */
-static apr_status_t mg_sync_cleanup(void *data)
+/* APR's unregister dereferences a record it did not find: call it only
+ * while registered. */
+static void mg_sync_unregister(void)
 {
-    int join;
+    if (mg_sync.registered) {
+        mg_sync.registered = 0;
+        apr_proc_other_child_unregister(&mg_sync.proc);
+    }
+}
+
+/* SyncPid must not name a process that is gone. */
+static void mg_sync_forget(pid_t pid)
+{
+    apr_uint32_t was = (apr_uint32_t)pid;
+
+    if (mg_shm_stats() != NULL) {
+        __atomic_compare_exchange_n(&mg_shm_stats()->sync_leader, &was, 0, 0,
+                                    __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+    }
+}
+
+/* Called by the MPM's wait loop (parent only).  A death during a restart
+ * or shutdown is expected: the pconf cleanup and the next post_config
+ * take care of it.  Any other death or loss is replaced. */
+static void mg_sync_maint(int reason, void *data, apr_wait_t status)
+{
+    int state = AP_MPMQ_STOPPING;
+    pid_t pid = mg_sync.proc.pid;
+    apr_time_t lived;
 
     (void)data;
-    __atomic_store_n(&mg_sync.stop, 1, __ATOMIC_RELEASE);
-    pthread_mutex_lock(&mg_sync.lock);
-    mg_sync.stopped = 1;
-    join = mg_sync.started;
-    mg_sync.started = 0;
-    pthread_mutex_unlock(&mg_sync.lock);
-    if (join) {
-        pthread_join(mg_sync.thread, NULL);
+    if (reason == APR_OC_REASON_UNREGISTER) {
+        /* Our own unregister, or APR's pconf cleanup: off the list. */
+        mg_sync.registered = 0;
+        return;
     }
-    return APR_SUCCESS;
+    if (reason != APR_OC_REASON_DEATH && reason != APR_OC_REASON_LOST) {
+        return;   /* RUNNING, RESTART: the pconf cleanup stops it */
+    }
+    mg_sync.running = 0;
+    mg_sync_unregister();
+    mg_sync_forget(pid);
+    if (ap_mpm_query(AP_MPMQ_MPM_STATE, &state) != APR_SUCCESS || state == AP_MPMQ_STOPPING) {
+        return;
+    }
+    lived = apr_time_now() - mg_sync.began;
+    if (lived >= MG_SYNC_STABLE) {
+        mg_sync.delay = 0;
+    }
+    else {
+        mg_sync.delay = mg_sync.delay == 0 ? 1 : mg_sync.delay * 2;
+        if (mg_sync.delay > MG_SYNC_BACKOFF_MAX) {
+            mg_sync.delay = MG_SYNC_BACKOFF_MAX;
+        }
+    }
+    if (reason == APR_OC_REASON_LOST) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, mg_sync.s,
+                     "MG0074: lost track of the sync process %ld: starting another "
+                     "in %d s", (long)pid, mg_sync.delay);
+    }
+    else if (WIFSIGNALED(status)) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, mg_sync.s,
+                     "MG0074: the sync process %ld was killed by signal %d: starting "
+                     "another in %d s", (long)pid, WTERMSIG(status), mg_sync.delay);
+    }
+    else {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, mg_sync.s,
+                     "MG0074: the sync process %ld exited with status %d: starting "
+                     "another in %d s", (long)pid, WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+                     mg_sync.delay);
+    }
+    mg_sync_fork();
 }
 
-static apr_status_t mg_sync_wd_callback(int state, void *data, apr_pool_t *pool)
+/* pconf cleanup, cleared at every restart and at shutdown: the job of
+ * this generation goes; post_config forks the next one's. */
+static apr_status_t mg_sync_stop(void *data)
 {
-    (void)pool;
-    switch (state) {
-    case AP_WATCHDOG_STATE_STARTING:
-        return mg_sync_start(data);
-    case AP_WATCHDOG_STATE_STOPPING:
-        __atomic_store_n(&mg_sync.stop, 1, __ATOMIC_RELEASE);
-        return APR_SUCCESS;
-    default:
+    apr_time_t deadline;
+    pid_t pid, got;
+    int status;
+
+    (void)data;
+    /* Only the process that forked the job: the MPM's children inherit
+     * this cleanup with the pool. */
+    if (getpid() != mg_sync.owner) {
         return APR_SUCCESS;
     }
+    mg_sync_unregister();
+    if (!mg_sync.running) {
+        return APR_SUCCESS;
+    }
+    mg_sync.running = 0;
+    pid = mg_sync.proc.pid;
+    kill(pid, SIGTERM);
+    deadline = apr_time_now() + MG_SYNC_STOP_WAIT;
+    for (;;) {
+        got = waitpid(pid, &status, WNOHANG);
+        if (got == pid || (got < 0 && errno != EINTR)) {
+            break;   /* gone, or already reaped */
+        }
+        if (apr_time_now() >= deadline) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, mg_sync.s,
+                         "MG0075: the sync process %ld did not stop within %d s: killed",
+                         (long)pid, (int)apr_time_sec(MG_SYNC_STOP_WAIT));
+            kill(pid, SIGKILL);
+            while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+            }
+            break;
+        }
+        apr_sleep(apr_time_from_msec(20));
+    }
+    mg_sync_forget(pid);
+    return APR_SUCCESS;
 }
 
 apr_status_t mg_sync_post_config(apr_pool_t *pconf, server_rec *s)
 {
-    APR_OPTIONAL_FN_TYPE(ap_watchdog_get_instance) *wd_get;
-    APR_OPTIONAL_FN_TYPE(ap_watchdog_register_callback) *wd_register;
-    ap_watchdog_t *wd = NULL;
-    apr_status_t rv;
-
+    memset(&mg_sync, 0, sizeof(mg_sync));
     mg_sync.s = s;
-    mg_sync.use_watchdog = 0;
-    mg_sync.started = 0;
-    mg_sync.stopped = 0;
-    mg_sync.stop = 0;
-    if (!mg_srv_redis_enabled(s)) {
+    mg_sync.pconf = pconf;
+    mg_sync.owner = getpid();
+    if (!mg_srv_redis_enabled(s) || mg_shm_bantable() == NULL) {
         /* MailGuardRedis none: this server alone, nothing to mirror. */
         return APR_SUCCESS;
     }
-    wd_get = APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_get_instance);
-    wd_register = APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_register_callback);
-    if (wd_get == NULL || wd_register == NULL) {
-        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
-                     "MG0069: mod_watchdog is not available: every child runs its own "
-                     "sync job");
-        return APR_SUCCESS;
-    }
-    rv = wd_get(&wd, MG_WD_NAME, 0, 1, pconf);
-    if (rv != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, "MG0070: cannot get a watchdog instance");
-        return rv;
-    }
-    /* The interval only paces RUNNING callbacks, which have nothing to do. */
-    rv = wd_register(wd, AP_WD_TM_INTERVAL, s, mg_sync_wd_callback);
-    if (rv != APR_SUCCESS && rv != APR_EEXIST) {
-        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
-                     "MG0071: cannot register the sync job with mod_watchdog");
-        return rv;
-    }
-    mg_sync.use_watchdog = 1;
+    apr_pool_cleanup_register(pconf, NULL, mg_sync_stop, apr_pool_cleanup_null);
+    /* Not fatal: requests are still judged by the bans this server makes
+     * and the mirror it has; the error is logged. */
+    (void)mg_sync_fork();
     return APR_SUCCESS;
-}
-
-void mg_sync_child_init(apr_pool_t *pchild, server_rec *s)
-{
-    if (!mg_srv_redis_enabled(s) || mg_shm_bantable() == NULL) {
-        return;
-    }
-    apr_pool_pre_cleanup_register(pchild, NULL, mg_sync_cleanup);
-    if (!mg_sync.use_watchdog) {
-        mg_sync_start(s);
-    }
 }

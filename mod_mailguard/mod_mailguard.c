@@ -30,7 +30,9 @@ static int mg_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp
     (void)plog;
     (void)ptemp;
     /* The first pass only checks the syntax; shared memory and the
-     * background job belong to the configuration that will really run. */
+     * sync process belong to the configuration that will really run.
+     * The sync process is forked after shared memory and the mutex exist:
+     * it inherits both. */
     if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG) {
         return OK;
     }
@@ -47,7 +49,6 @@ static void mg_child_init(apr_pool_t *pchild, server_rec *s)
 {
     mg_shm_child_init(pchild, s);
     mg_redis_child_init(pchild, s);
-    mg_sync_child_init(pchild, s);
 }
 
 static void mg_register_hooks(apr_pool_t *p)
@@ -58,20 +59,18 @@ static void mg_register_hooks(apr_pool_t *p)
      * Naming it here records the dependency and would order us after it
      * should it ever rewrite the address in this hook too. */
     static const char *const after_remoteip[] = { "mod_remoteip.c", NULL };
-    /* mod_watchdog starts the sync job's thread from its child_init; our
-     * shared memory, mutex and pool must be ready in the child first. */
-    static const char *const before_watchdog[] = { "mod_watchdog.c", NULL };
 
     (void)p;
     /* Register the writer mutex type so `Mutex mailguard-shm ...` works. */
     ap_hook_pre_config(mg_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
     /* Create (or re-attach) shared memory and the global mutex before the
-     * children fork, and register the sync job with mod_watchdog, whose
-     * own post_config (APR_HOOK_LAST) starts what was registered. */
+     * children fork, then fork the sync process off the parent: a thread
+     * in a request-serving process would make every read and writev there
+     * take glibc's slower multi-threaded path. */
     ap_hook_post_config(mg_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     /* Re-open the global mutex in each child; prepare the lazy Redis pool
      * (no socket is ever opened in the parent). */
-    ap_hook_child_init(mg_child_init, NULL, before_watchdog, APR_HOOK_MIDDLE);
+    ap_hook_child_init(mg_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     /* Deny: after the per-dir config is known (so MailGuardEngine and
      * MailGuardDenyStatus can differ per <Location>), first among the
      * access hooks, before authentication and before any handler (PHP,

@@ -8,7 +8,7 @@
  * mg_gate.c         deny banned clients before any handler
  * mg_watch.c        classify finished logins, record failures, log bans
  * mg_redis_pool.c   per-process Redis connections and the circuit breaker
- * mg_sync.c         the background job that mirrors the Redis ban set
+ * mg_sync.c         the sync process that mirrors the Redis ban set
  * mg_status.c       the mailguard-status handler
  */
 #ifndef MOD_MAILGUARD_H
@@ -98,9 +98,8 @@ void mg_redis_store_cfg(server_rec *s, mg_store_cfg_t *cfg, int connect_ms, int 
 int mg_breaker_allow(apr_time_t now);
 void mg_breaker_report(server_rec *s, int ok, const char *why);
 
-/* mg_sync.c */
+/* mg_sync.c: forks the sync process (none with MailGuardRedis none). */
 apr_status_t mg_sync_post_config(apr_pool_t *pconf, server_rec *s);
-void mg_sync_child_init(apr_pool_t *pchild, server_rec *s);
 
 /* mg_status.c */
 int mg_status_handler(request_rec *r);
