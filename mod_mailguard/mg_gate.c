@@ -7,6 +7,8 @@
  * line per denial (a log line per denied request costs more than the
  * denial itself; denials are counted instead).
  */
+#include <string.h>
+
 #include "httpd.h"
 #include "http_config.h"
 #include "http_log.h"
@@ -25,6 +27,40 @@ static const request_rec *mg_initial(const request_rec *r)
         r = r->main != NULL ? r->main : r->prev;
     }
     return r;
+}
+
+/*
+ * The client's address in the core's form.  When no module rewrote it for
+ * this request (mod_remoteip did not, for one), r->useragent_ip is the
+ * connection's own text, which APR printed from the binary address the
+ * core keeps beside it: that binary is the same address, with no text to
+ * read.  Anything else (an address a module set, another family) is
+ * parsed, and mg_addr_parse() reads a dotted quad directly.
+ */
+static int mg_gate_client(const request_rec *r, mg_addr_t *out)
+{
+    const conn_rec *c = r->connection;
+    const apr_sockaddr_t *sa = r->useragent_addr;
+
+    if (sa != NULL && sa == c->client_addr && r->useragent_ip == c->client_ip) {
+        if (sa->family == APR_INET) {
+            memset(out->a, 0, 10);
+            out->a[10] = 0xff;
+            out->a[11] = 0xff;
+            memcpy(out->a + 12, &sa->sa.sin.sin_addr, 4);
+            out->plen = 128;
+            return 0;
+        }
+#if APR_HAVE_IPV6
+        if (sa->family == APR_INET6) {
+            /* An IPv4-mapped peer is already in the core's IPv4 form. */
+            memcpy(out->a, &sa->sa.sin6.sin6_addr, 16);
+            out->plen = 128;
+            return 0;
+        }
+#endif
+    }
+    return mg_addr_parse(r->useragent_ip, out, NULL);
 }
 
 /* A banned client: count it, refuse it.  Out of line, so the common
@@ -57,9 +93,7 @@ int mg_gate_check_access(request_rec *r)
     if (bt == NULL || mg_bantable_count(bt) == 0 || r->useragent_ip == NULL) {
         return DECLINED;
     }
-    /* A canonical dotted quad (every IPv4 client) takes the core's quick
-     * path: no copy, no inet_pton. */
-    if (mg_addr_parse(r->useragent_ip, &client, NULL) != 0) {
+    if (mg_gate_client(r, &client) != 0) {
         /* Not an address (cannot happen with a connected socket); never
          * refuse for it. */
         return DECLINED;
