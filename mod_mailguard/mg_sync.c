@@ -199,9 +199,14 @@ static int mg_sync_restore(server_rec *s, mg_store_t *cmd, mg_banvec_t *live, in
         rc = -1;
         goto end;
     }
-    qsort(live->v, nlive, sizeof(mg_ban_t), mg_ban_cmp);
+    /* An empty live set may come with no array at all: qsort and bsearch
+     * must not see a null base. */
+    if (nlive > 0) {
+        qsort(live->v, nlive, sizeof(mg_ban_t), mg_ban_cmp);
+    }
     for (i = 0; i < mine.n && !mg_stopping(); i++) {
-        if (bsearch(&mine.v[i], live->v, nlive, sizeof(mg_ban_t), mg_ban_cmp) != NULL) {
+        if (nlive > 0
+            && bsearch(&mine.v[i], live->v, nlive, sizeof(mg_ban_t), mg_ban_cmp) != NULL) {
             continue;
         }
         if (mg_store_ban(cmd, &mine.v[i].key, mine.v[i].expiry, MG_RESTORED_JAIL) != 0) {
@@ -569,16 +574,12 @@ static void mg_sync_maint(int reason, void *data, apr_wait_t status)
                      "MG0074: lost track of the sync process %ld: starting another "
                      "in %d s", (long)pid, mg_sync.delay);
     }
-    else if (WIFSIGNALED(status)) {
-        ap_log_error(APLOG_MARK, APLOG_ERR, 0, mg_sync.s,
-                     "MG0074: the sync process %ld was killed by signal %d: starting "
-                     "another in %d s", (long)pid, WTERMSIG(status), mg_sync.delay);
-    }
     else {
+        /* The MPM hands over APR's exit code, which is the exit status or
+         * the signal number: it cannot tell which. */
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, mg_sync.s,
-                     "MG0074: the sync process %ld exited with status %d: starting "
-                     "another in %d s", (long)pid, WIFEXITED(status) ? WEXITSTATUS(status) : -1,
-                     mg_sync.delay);
+                     "MG0074: the sync process %ld ended (exit status or signal %d): "
+                     "starting another in %d s", (long)pid, (int)status, mg_sync.delay);
     }
     mg_sync_fork();
 }

@@ -39,6 +39,8 @@ def _records(log):
 
 
 @pytest.mark.skipif(VALGRIND is None, reason="valgrind is not installed")
+@pytest.mark.skipif(bool(os.environ.get("MG_SANITIZER_PRELOAD")),
+                    reason="a sanitizer build cannot run under valgrind")
 def test_httpd_under_valgrind_has_no_module_errors_or_leaks(redis_server, httpd_factory,
                                                              tmp_path):
     srv = httpd_factory(start=False, redis=redis_server.url, vhost_conf=VHOST,

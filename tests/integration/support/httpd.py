@@ -373,11 +373,14 @@ RemoteIPInternalProxy 127.0.0.1
 
     def unexpected_errors(self):
         bad = []
+        # Sanitizer reports go to stderr, which httpd points at the error
+        # log once it runs; no allow-list excuses them.
         try:
             with open(os.path.join(self.logdir, "stderr.log"), errors="replace") as f:
                 bad += [l for l in f.read().splitlines() if _SANITIZER_REPORT.search(l)]
         except FileNotFoundError:
             pass
+        bad += [l for l in self.errlog_lines() if _SANITIZER_REPORT.search(l)]
         for line in self.errlog_lines():
             if _BAD_LEVEL.search(line) or _CRASH.search(line):
                 if not any(a.search(line) for a in self.allow):
