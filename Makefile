@@ -79,7 +79,7 @@ $(B)/dbmail_tap: $(B)/obj/dbmail_tap/tap_main.o $(B)/libtap.a $(B)/libmgcore.a
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
 
 # ---- unit tests (Check): one binary per file, pure logic ----
-$(B)/tests/%: tests/unit/%.c tests/unit/mg_test.h $(B)/libtap.a $(B)/libmgcore.a
+$(B)/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(B)/libtap.a $(B)/libmgcore.a
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) -Wno-conversion $(CHECK_CFLAGS) -I dbmail_tap -I tests/unit \
 	    -o $@ $< $(B)/libtap.a $(B)/libmgcore.a $(LIBS) $(CHECK_LIBS) $(LDFLAGS_ALL)

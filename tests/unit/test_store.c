@@ -11,34 +11,7 @@
 #include "mg_policy.h"
 #include "mg_store.h"
 #include "mg_test.h"
-#include "mg_test_redis.h"
-
-static mg_test_redis_t srv; /* shared by the "shared" cases */
-
-static void shared_start(void)
-{
-    ck_assert_int_eq(mg_test_redis_start(&srv, NULL), 0);
-}
-
-static void shared_stop(void)
-{
-    mg_test_redis_stop(&srv);
-}
-
-static void flush(void)
-{
-    redisReply *r = mg_test_redis_do(&srv, "FLUSHALL", NULL);
-    ck_assert_ptr_nonnull(r);
-    freeReplyObject(r);
-}
-
-static mg_addr_t addr(const char *s)
-{
-    mg_addr_t a;
-    const char *why;
-    ck_assert_msg(mg_cidr_parse(s, &a, &why) == 0, "%s: %s", s, why);
-    return a;
-}
+#include "mg_test_shared_redis.h"
 
 static mg_policy_t policy(unsigned maxretry, int64_t findtime, int64_t bantime)
 {

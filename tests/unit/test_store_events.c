@@ -8,7 +8,7 @@
 #include "mg_addr.h"
 #include "mg_store.h"
 #include "mg_test.h"
-#include "mg_test_redis.h"
+#include "mg_test_shared_redis.h"
 
 static int parse(const char *msg, mg_store_event_t *ev)
 {
@@ -153,33 +153,6 @@ START_TEST(test_parse_embedded_nul_and_null)
 END_TEST
 
 /* ---------- subscriber ---------- */
-
-static mg_test_redis_t srv;
-
-static void srv_start(void)
-{
-    ck_assert_int_eq(mg_test_redis_start(&srv, NULL), 0);
-}
-
-static void srv_stop(void)
-{
-    mg_test_redis_stop(&srv);
-}
-
-static void flush(void)
-{
-    redisReply *r = mg_test_redis_do(&srv, "FLUSHALL", NULL);
-    ck_assert_ptr_nonnull(r);
-    freeReplyObject(r);
-}
-
-static mg_addr_t addr(const char *s)
-{
-    mg_addr_t a;
-    const char *why;
-    ck_assert_msg(mg_cidr_parse(s, &a, &why) == 0, "%s: %s", s, why);
-    return a;
-}
 
 static void publish(const mg_test_redis_t *r, const char *msg)
 {
@@ -415,7 +388,7 @@ static Suite *store_events_suite(void)
     tcase_add_test(p, test_parse_embedded_nul_and_null);
     suite_add_tcase(s, p);
 
-    tcase_add_unchecked_fixture(live, srv_start, srv_stop);
+    tcase_add_unchecked_fixture(live, shared_start, shared_stop);
     tcase_add_checked_fixture(live, flush, NULL);
     tcase_set_timeout(live, 20);
     tcase_add_test(live, test_unban_reaches_the_subscriber);
