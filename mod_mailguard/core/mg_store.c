@@ -596,10 +596,20 @@ static int append_chunk(mg_store_t *st, int eval, const char *jail, const mg_pol
     return redisAppendCommandArgv(st->c, (int)a, b->argv, b->len);
 }
 
-static void confirm(unsigned char *ok, const size_t *ord, size_t n)
+/* One chunk's reply (not NOSCRIPT): its results stored and its pairs
+ * marked recorded, or -1 with the error set. */
+static int take_chunk_reply(mg_store_t *st, const redisReply *r, const size_t *ord, size_t n,
+                            mg_record_result_t *res)
 {
+    if (r->type == REDIS_REPLY_ERROR) {
+        mg_store_seterr(st, "%s: record_failure: %s", st->where, r->str);
+        return -1;
+    }
+    if (parse_record(st, r, n, ord, res) != 0)
+        return -1;
     for (size_t i = 0; i < n; i++)
-        ok[ord[i]] = 1;
+        st->batch->ok[ord[i]] = 1;
+    return 0;
 }
 
 /* Scratch for a batch of n: argument buffers once per store, the order
@@ -687,14 +697,8 @@ int mg_store_record_failures(mg_store_t *st, const char *jail, const mg_policy_t
              * ran all the same */
             if (is_noscript(r))
                 noscript[j] = 1;
-            else if (r->type == REDIS_REPLY_ERROR) {
-                mg_store_seterr(st, "%s: record_failure: %s", st->where, r->str);
+            else if (take_chunk_reply(st, r, ord + start[j], count[j], res) != 0)
                 failed = 1;
-            }
-            else if (parse_record(st, r, count[j], ord + start[j], res) != 0)
-                failed = 1;
-            else
-                confirm(st->batch->ok, ord + start[j], count[j]);
             freeReplyObject(r);
             r = NULL;
         }
@@ -712,14 +716,8 @@ int mg_store_record_failures(mg_store_t *st, const char *jail, const mg_policy_t
                 goto end;
             }
             r = vr;
-            if (r->type == REDIS_REPLY_ERROR) {
-                mg_store_seterr(st, "%s: record_failure: %s", st->where, r->str);
+            if (take_chunk_reply(st, r, ord + start[j], count[j], res) != 0)
                 failed = 1;
-            }
-            else if (parse_record(st, r, count[j], ord + start[j], res) != 0)
-                failed = 1;
-            else
-                confirm(st->batch->ok, ord + start[j], count[j]);
             freeReplyObject(r);
             r = NULL;
         }
