@@ -743,6 +743,17 @@ end:
     return rc;
 }
 
+/* Fill argv[3..4] with the prefix and the address, as the scripts that
+ * take one address expect them. */
+static void key_argv(const mg_store_t *st, const mg_addr_t *key, char addr[MG_ADDR_STRLEN],
+                     const char **argv, size_t *len)
+{
+    argv[3] = st->prefix;
+    len[3] = st->prefix_len;
+    len[4] = mg_addr_format(key, addr, MG_ADDR_STRLEN);
+    argv[4] = addr;
+}
+
 /* ---------- bans ---------- */
 
 int mg_store_ban(mg_store_t *st, const mg_addr_t *key, int64_t expiry, const char *jail)
@@ -759,10 +770,7 @@ int mg_store_ban(mg_store_t *st, const mg_addr_t *key, int64_t expiry, const cha
         mg_store_seterr(st, "ban: expiry must be a positive Unix time");
         goto end;
     }
-    argv[3] = st->prefix;
-    len[3] = st->prefix_len;
-    len[4] = mg_addr_format(key, addr, sizeof(addr));
-    argv[4] = addr;
+    key_argv(st, key, addr, argv, len);
     format_expiry(expiry, exp, sizeof(exp), &len[5]);
     argv[5] = exp;
     argv[6] = jail;
@@ -789,10 +797,7 @@ int mg_store_unban(mg_store_t *st, const mg_addr_t *key, int *removed)
     redisReply *r = NULL;
     int rc = -1;
 
-    argv[3] = st->prefix;
-    len[3] = st->prefix_len;
-    len[4] = mg_addr_format(key, addr, sizeof(addr));
-    argv[4] = addr;
+    key_argv(st, key, addr, argv, len);
     r = run_script(st, MG_SCRIPT_UNBAN, 5, argv, len);
     if (r == NULL)
         goto end;
@@ -894,10 +899,7 @@ int mg_store_is_banned(mg_store_t *st, const mg_addr_t *key, int64_t now,
     int64_t e = 0;
     int rc = -1;
 
-    argv[3] = st->prefix;
-    len[3] = st->prefix_len;
-    len[4] = mg_addr_format(key, addr, sizeof(addr));
-    argv[4] = addr;
+    key_argv(st, key, addr, argv, len);
     len[5] = (size_t)snprintf(nowtxt, sizeof(nowtxt), "%lld", (long long)now);
     argv[5] = nowtxt;
     r = run_script(st, MG_SCRIPT_IS_BANNED, 6, argv, len);
