@@ -728,11 +728,7 @@ int tap_cmd_run(int argc, char **argv)
         fprintf(stderr, "dbmail_tap: %s\n", err);
         return 1;
     }
-    for (size_t j = 0; j < r.cfg->njails; j++) {
-        if (r.cfg->jails[j].enabled) {
-            r.njails++;
-        }
-    }
+    r.njails = tap_config_enabled(r.cfg);
     if (r.njails == 0) {
         fprintf(stderr, "dbmail_tap: %s: no enabled jail\n", config);
         goto end;
