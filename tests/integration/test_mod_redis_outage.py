@@ -11,32 +11,21 @@ import time
 import pytest
 
 from support.httpd import httpd_factory, need_module  # noqa: F401  (fixtures)
-from support.mailguard import ban_from_elsewhere, bans, now, wait_for
+from support.mailguard import GUARDED_VHOST, PROXY, status, ban_from_elsewhere, bans, now, wait_for
 from support.redis import RedisServer
 
 pytestmark = pytest.mark.usefixtures("need_module")
 
-PROXY = "127.0.0.1"
 FAST = 0.1            # seconds: "no added latency" with room for a busy box
 KNOWN = "203.0.113.60"
 # Losing Redis is worth an error-level line; nothing else is.
 REDIS_LINES = (r"(?i)redis",)
 MG_TAG = re.compile(r"MG\d{4}")
 
-VHOST = """
-    MailGuardEngine On
-    MailGuardWatch roundcube
-    MailGuardMaxRetry 2
-    MailGuardBanTime 1h
-"""
-
-
-def status(srv, xff):
-    return srv.get("/static.txt", src=PROXY, xff=xff).status
 
 
 def server(httpd_factory, url, **kw):
-    return httpd_factory(redis=url, vhost_conf=VHOST, allow=REDIS_LINES, **kw)
+    return httpd_factory(redis=url, vhost_conf=GUARDED_VHOST, allow=REDIS_LINES, **kw)
 
 
 def know_a_ban(srv, redis_server):

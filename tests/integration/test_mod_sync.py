@@ -10,29 +10,18 @@ import time
 import pytest
 
 from support.httpd import httpd_factory, need_module  # noqa: F401  (fixtures)
-from support.mailguard import (ban_from_elsewhere, bans, now,
+from support.mailguard import (GUARDED_VHOST, status, ban_from_elsewhere, now,
                                unban_from_elsewhere, wait_for)
 
 pytestmark = pytest.mark.usefixtures("need_module")
 
-PROXY = "127.0.0.1"
 SYNC = 1.0            # MailGuardSyncInterval in these tests
 SLACK = 1.0           # scheduling, one request round, a slow CI box
 
-VHOST = """
-    MailGuardEngine On
-    MailGuardWatch roundcube
-    MailGuardMaxRetry 2
-    MailGuardBanTime 1h
-"""
-
-
-def status(srv, xff):
-    return srv.get("/static.txt", src=PROXY, xff=xff).status
 
 
 def server(httpd_factory, redis_server, **kw):
-    return httpd_factory(redis=redis_server.url, vhost_conf=VHOST, **kw)
+    return httpd_factory(redis=redis_server.url, vhost_conf=GUARDED_VHOST, **kw)
 
 
 def wait_ready(srv, redis_server):

@@ -8,6 +8,22 @@ import socket
 import time
 
 PREFIX = "mailguard:"
+# The trusted proxy of the test servers (RemoteIPInternalProxy): requests
+# from it carry the client address in X-Forwarded-For.
+PROXY = "127.0.0.1"
+# A vhost guarded with the Roundcube rule and a small MaxRetry: the shape
+# the sync, outage and valgrind tests share.
+GUARDED_VHOST = """
+    MailGuardEngine On
+    MailGuardWatch roundcube
+    MailGuardMaxRetry 2
+    MailGuardBanTime 1h
+"""
+
+
+def status(srv, xff):
+    """Status of a static GET from client xff through the trusted proxy."""
+    return srv.get("/static.txt", src=PROXY, xff=xff).status
 
 
 def now():
