@@ -265,11 +265,8 @@ def callgrind(rep, harness):
 
 
 def main():
-    harness = B.harness_only()
-    rep = B.Report("bench_mod_overhead", harness)
-    if not harness and not B.module_available():
-        rep.skip("all targets", "%s is not built (run `make` first); "
-                 "use --harness-only to validate the harness" % B.MODULE)
+    harness, rep, runnable = B.begin("bench_mod_overhead")
+    if not runnable:
         return rep.finish()
     t0 = time.monotonic()
     try:

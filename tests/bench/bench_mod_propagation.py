@@ -68,11 +68,8 @@ def trial(i, a, b, deadline_s):
 
 
 def main():
-    harness = B.harness_only()
-    rep = B.Report("bench_mod_propagation", harness)
-    if not harness and not B.module_available():
-        rep.skip("all targets", "%s is not built (run `make` first); "
-                 "use --harness-only to validate the harness" % B.MODULE)
+    harness, rep, runnable = B.begin("bench_mod_propagation")
+    if not runnable:
         return rep.finish()
     t_start = time.monotonic()
     trials = 5 if harness else TRIALS

@@ -63,6 +63,19 @@ def module_available():
 _workdir = None
 
 
+
+def begin(name):
+    """(harness, report, runnable) for a module benchmark: not runnable,
+    with the reason recorded, when the module is not built and the run is
+    not --harness-only."""
+    harness = harness_only()
+    rep = Report(name, harness)
+    if not harness and not module_available():
+        rep.skip("all targets", "%s is not built (run `make` first); "
+                 "use --harness-only to validate the harness" % MODULE)
+        return harness, rep, False
+    return harness, rep, True
+
 def workdir():
     """One private temporary directory per benchmark process (readable by
     the httpd children, which run as www-data)."""
