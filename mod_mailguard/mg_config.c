@@ -454,7 +454,6 @@ static const char *mg_set_failure(cmd_parms *cmd, void *dv, int argc, char *cons
     (void)pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);
     apr_pool_cleanup_register(cmd->pool, re, mg_regex_cleanup, apr_pool_cleanup_null);
     rule->re = re;
-    rule->pattern = apr_pstrdup(cmd->pool, argv[1]);
     if (d->rules == NULL) {
         d->rules = apr_array_make(cmd->pool, 2, sizeof(mg_rule_t *));
     }

@@ -30,7 +30,6 @@
 /* One MailGuardFailure line, compiled at configuration time. */
 typedef struct mg_rule {
     const char *method;        /* NULL = any method ("*") */
-    const char *pattern;       /* as written, for messages */
     void *re;                  /* pcre2_code *, freed with pconf */
     int nstatus;
     int status[MG_RULE_MAX_STATUS];
