@@ -33,7 +33,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -45,7 +44,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-from support.redis import RedisServer, RespClient  # noqa: E402
+from support.redis import RedisServer  # noqa: E402
 import bench_tap_match  # noqa: E402  (the shared log generator)
 
 BUILD = os.environ.get("MG_BUILD", os.path.join(ROOT, "build"))
