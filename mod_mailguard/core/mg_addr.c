@@ -261,17 +261,10 @@ int mg_addr_parse_n(const char *s, size_t len, mg_addr_t *out, const char **why)
 static __attribute__((noinline)) int mg_addr_parse_other(const char *s, mg_addr_t *out,
                                                          const char **why)
 {
-    const char *dummy;
-
-    if (why == NULL) {
-        why = &dummy;
-    }
-    if (s == NULL) {
-        *why = "empty";
-        return -1;
-    }
-    /* Bounded scan: a huge string is refused without reading all of it. */
-    return mg_addr_parse_general(s, strnlen(s, MG_ADDR_INPUT_MAX + 1), out, why);
+    /* Bounded scan: a huge string is refused without reading all of it.
+     * The general path refuses NULL and "" alike ("empty"). */
+    return mg_addr_parse_general(s, s != NULL ? strnlen(s, MG_ADDR_INPUT_MAX + 1) : 0, out,
+                                 why);
 }
 
 int mg_addr_parse(const char *s, mg_addr_t *out, const char **why)
