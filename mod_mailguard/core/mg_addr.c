@@ -449,19 +449,18 @@ size_t mg_addr_format(const mg_addr_t *a, char *buf, size_t size)
     char tmp[MG_ADDR_STRLEN];
     size_t n;
     unsigned fplen = mg_addr_family_plen(a);
+    int v4 = mg_addr_is_v4(a);
 
-    if (mg_addr_is_v4(a)) {
+    if (v4) {
         n = (size_t)snprintf(tmp, sizeof(tmp), "%u.%u.%u.%u",
                              a->a[12], a->a[13], a->a[14], a->a[15]);
-        if (fplen < 32) {
-            n += (size_t)snprintf(tmp + n, sizeof(tmp) - n, "/%u", fplen);
-        }
     }
     else {
         n = mg_format_v6(a->a, tmp);
-        if (fplen < 128) {
-            n += (size_t)snprintf(tmp + n, sizeof(tmp) - n, "/%u", fplen);
-        }
+    }
+    /* a host is written bare, a network with its length */
+    if (fplen < (v4 ? 32u : 128u)) {
+        n += (size_t)snprintf(tmp + n, sizeof(tmp) - n, "/%u", fplen);
     }
     /* snprintf-like: the full length is returned, the copy is truncated. */
     if (size > 0) {
