@@ -75,7 +75,7 @@ typedef struct run {
     const char *cur_buf;
     int64_t cur_base, cur_now;
     uint8_t cur_jail;
-    uint64_t failures, ignored_ip, dropped;
+    uint64_t failures, ignored_ip;
     int overflowing;
     /* statefile */
     uint64_t saved_changes;
@@ -180,7 +180,6 @@ static void on_lines(void *baton, unsigned file, uint32_t gen, const char *buf, 
     }
     for (size_t i = 0; i < r->npend; i++) {
         if (tap_queue_push(r->q, &r->pend[i]) != 0) {
-            r->dropped++;
             if (!r->overflowing) {
                 tap_error("MG0623: failure queue full (%zu): dropping the oldest failures",
                           (size_t)TAP_QUEUE_DEFAULT_CAPACITY);
