@@ -245,6 +245,24 @@ static int ready(mg_store_t *st)
     return st->c != NULL ? 0 : -1;
 }
 
+/* One plain command on the command connection: its reply (error replies
+ * included, for the caller to judge), or NULL with the error set and a
+ * broken connection dropped. */
+static redisReply *command(mg_store_t *st, const char *what, int argc, const char **argv,
+                           const size_t *len)
+{
+    redisReply *r;
+
+    if (ready(st) != 0)
+        return NULL;
+    r = redisCommandArgv(st->c, argc, argv, len);
+    if (r == NULL) {
+        mg_store_ctxerr(st, what, st->c, errno);
+        drop(st);
+    }
+    return r;
+}
+
 /* ---------- lifecycle ---------- */
 
 mg_store_t *mg_store_new(const mg_store_cfg_t *cfg)
@@ -310,14 +328,9 @@ int mg_store_ping(mg_store_t *st)
     redisReply *r = NULL;
     int rc = -1;
 
-    if (ready(st) != 0)
+    r = command(st, "PING", 1, argv, len);
+    if (r == NULL)
         goto end;
-    r = redisCommandArgv(st->c, 1, argv, len);
-    if (r == NULL) {
-        mg_store_ctxerr(st, "PING", st->c, errno);
-        drop(st);
-        goto end;
-    }
     if (check_reply(st, "PING", r, REDIS_REPLY_STATUS) != 0)
         goto end;
     rc = 0;
@@ -936,14 +949,9 @@ int mg_store_history(mg_store_t *st, const mg_addr_t *key, unsigned *count)
     argv[1] = name;
     argv[2] = "count";
     len[2] = 5;
-    if (ready(st) != 0)
+    r = command(st, "HGET history", 3, argv, len);
+    if (r == NULL)
         goto end;
-    r = redisCommandArgv(st->c, 3, argv, len);
-    if (r == NULL) {
-        mg_store_ctxerr(st, "HGET history", st->c, errno);
-        drop(st);
-        goto end;
-    }
     if (check_reply(st, "HGET history", r, 0) != 0)
         goto end;
     if (r->type == REDIS_REPLY_STRING) {
