@@ -90,11 +90,7 @@ static int open_store(const char *name, const char *config, tap_config_t **cfg,
         fprintf(stderr, "dbmail_tap %s: %s\n", name, err);
         return 1;
     }
-    memset(&sc, 0, sizeof(sc));
-    sc.url = (*cfg)->redis_url;
-    sc.prefix = (*cfg)->prefix;
-    sc.connect_timeout_ms = 2000;
-    sc.command_timeout_ms = 5000;
+    tap_config_store_cfg(*cfg, 2000, 5000, &sc);
     *st = mg_store_new(&sc);
     if (*st == NULL) {
         fprintf(stderr, "dbmail_tap %s: out of memory\n", name);

@@ -675,6 +675,16 @@ size_t tap_config_enabled(const tap_config_t *cfg)
     return n;
 }
 
+void tap_config_store_cfg(const tap_config_t *cfg, int connect_timeout_ms,
+                          int command_timeout_ms, mg_store_cfg_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->url = cfg->redis_url;
+    out->prefix = cfg->prefix;
+    out->connect_timeout_ms = connect_timeout_ms;
+    out->command_timeout_ms = command_timeout_ms;
+}
+
 const char *tap_banaction_name(tap_banaction_t a)
 {
     switch (a) {

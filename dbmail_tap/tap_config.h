@@ -88,6 +88,12 @@ const tap_jail_t *tap_config_jail(const tap_config_t *cfg, const char *name);
 /* Number of enabled jails. */
 size_t tap_config_enabled(const tap_config_t *cfg);
 
+/* Store settings for cfg's redis and prefix (pointing into cfg, which must
+ * outlive them) with the caller's timeouts: every command that opens the
+ * store gets them the same way. */
+void tap_config_store_cfg(const tap_config_t *cfg, int connect_timeout_ms,
+                          int command_timeout_ms, mg_store_cfg_t *out);
+
 /* Text for a banaction value ("none", "nftables", "ipfw"). */
 const char *tap_banaction_name(tap_banaction_t a);
 

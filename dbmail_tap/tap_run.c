@@ -749,11 +749,7 @@ int tap_cmd_run(int argc, char **argv)
             r.jails[r.njails++] = &r.cfg->jails[j];
         }
     }
-    memset(&r.scfg, 0, sizeof(r.scfg));
-    r.scfg.url = r.cfg->redis_url;
-    r.scfg.prefix = r.cfg->prefix;
-    r.scfg.connect_timeout_ms = 500;
-    r.scfg.command_timeout_ms = 1000;
+    tap_config_store_cfg(r.cfg, 500, 1000, &r.scfg);
 
     if (tap_state_load(r.cfg->statefile, &state, &bad, err, sizeof(err)) != 0) {
         tap_warn("MG0632: cannot read the statefile (%s): files start at their end", err);
