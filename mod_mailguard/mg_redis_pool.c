@@ -100,6 +100,25 @@ void mg_redis_child_init(apr_pool_t *pchild, server_rec *s)
     apr_pool_cleanup_register(pchild, NULL, mg_pool_cleanup, apr_pool_cleanup_null);
 }
 
+/* May a call be tried now?  Only checkout asks. */
+static int mg_breaker_allow(apr_time_t now)
+{
+    mg_stats_t *st = mg_shm_stats();
+    apr_int64_t at;
+
+    if (st == NULL || !__atomic_load_n(&st->redis_down, __ATOMIC_ACQUIRE)) {
+        return 1;
+    }
+    at = __atomic_load_n(&st->redis_retry_at, __ATOMIC_ACQUIRE);
+    if (now < at) {
+        return 0;
+    }
+    /* Half-open: the one caller that moves the retry time probes. */
+    return __atomic_compare_exchange_n(&st->redis_retry_at, &at,
+                                       (apr_int64_t)(now + MG_BREAKER_RETRY), 0,
+                                       __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
+
 mg_store_t *mg_redis_checkout(server_rec *s)
 {
     mg_store_t *st = NULL;
@@ -159,24 +178,6 @@ void mg_redis_checkin(server_rec *s, mg_store_t *st, int ok)
         }
     }
     apr_thread_mutex_unlock(mg_pool.lock);
-}
-
-int mg_breaker_allow(apr_time_t now)
-{
-    mg_stats_t *st = mg_shm_stats();
-    apr_int64_t at;
-
-    if (st == NULL || !__atomic_load_n(&st->redis_down, __ATOMIC_ACQUIRE)) {
-        return 1;
-    }
-    at = __atomic_load_n(&st->redis_retry_at, __ATOMIC_ACQUIRE);
-    if (now < at) {
-        return 0;
-    }
-    /* Half-open: the one caller that moves the retry time probes. */
-    return __atomic_compare_exchange_n(&st->redis_retry_at, &at,
-                                       (apr_int64_t)(now + MG_BREAKER_RETRY), 0,
-                                       __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
 }
 
 void mg_breaker_report(server_rec *s, int ok, const char *why)

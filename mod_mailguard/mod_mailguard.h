@@ -94,8 +94,7 @@ mg_store_t *mg_redis_checkout(server_rec *s);
 void mg_redis_checkin(server_rec *s, mg_store_t *st, int ok);
 /* Store settings for a new connection (timeouts in milliseconds). */
 void mg_redis_store_cfg(server_rec *s, mg_store_cfg_t *cfg, int connect_ms, int command_ms);
-/* Breaker: may a call be tried now?  Report its outcome afterwards. */
-int mg_breaker_allow(apr_time_t now);
+/* Breaker: report the outcome of a call made outside the pool. */
 void mg_breaker_report(server_rec *s, int ok, const char *why);
 
 /* mg_sync.c: forks the sync process (none with MailGuardRedis none). */
