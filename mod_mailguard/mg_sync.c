@@ -331,6 +331,17 @@ static void mg_sync_apply(server_rec *s, const mg_store_event_t *ev)
     }
 }
 
+/* SyncPid must not name a process that is gone. */
+static void mg_sync_forget(pid_t pid)
+{
+    apr_uint32_t was = (apr_uint32_t)pid;
+
+    if (mg_shm_stats() != NULL) {
+        __atomic_compare_exchange_n(&mg_shm_stats()->sync_leader, &was, 0, 0,
+                                    __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+    }
+}
+
 /* The job's loop; returns the sync process's exit status. */
 static int mg_sync_run(server_rec *s)
 {
@@ -420,11 +431,7 @@ static int mg_sync_run(server_rec *s)
     }
     code = 0;
 end:
-    if (mg_shm_stats() != NULL) {
-        apr_uint32_t me = (apr_uint32_t)getpid();
-        __atomic_compare_exchange_n(&mg_shm_stats()->sync_leader, &me, 0, 0, __ATOMIC_RELAXED,
-                                    __ATOMIC_RELAXED);
-    }
+    mg_sync_forget(getpid());
     if (cmd != NULL) {
         mg_store_free(cmd);
     }
@@ -521,17 +528,6 @@ static void mg_sync_unregister(void)
     if (mg_sync.registered) {
         mg_sync.registered = 0;
         apr_proc_other_child_unregister(&mg_sync.proc);
-    }
-}
-
-/* SyncPid must not name a process that is gone. */
-static void mg_sync_forget(pid_t pid)
-{
-    apr_uint32_t was = (apr_uint32_t)pid;
-
-    if (mg_shm_stats() != NULL) {
-        __atomic_compare_exchange_n(&mg_shm_stats()->sync_leader, &was, 0, 0,
-                                    __ATOMIC_RELAXED, __ATOMIC_RELAXED);
     }
 }
 
