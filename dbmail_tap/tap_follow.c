@@ -61,7 +61,7 @@ struct tap_follow {
     tfile_t *files;
     unsigned n, cap;
     char *rbuf;
-    uint64_t lines, skipped, changes;
+    uint64_t skipped, changes;
     int64_t next_tick_ms;
 };
 
@@ -276,15 +276,6 @@ static void skipped_line(tap_follow_t *f, tfile_t *t)
              t->path, TAP_FOLLOW_MAX_LINE, (unsigned long long)f->skipped);
 }
 
-static void count_lines(tap_follow_t *f, const char *p, size_t len)
-{
-    const char *e = p + len;
-    while (p < e && (p = memchr(p, '\n', (size_t)(e - p))) != NULL) {
-        f->lines++;
-        p++;
-    }
-}
-
 /*
  * One read chunk.  The chunk is never longer than the longest accepted
  * line, so a line lying wholly inside it is short enough; only a line
@@ -311,7 +302,6 @@ static void chunk(tap_follow_t *f, tfile_t *t, src_t *s, unsigned idx,
             skipped_line(f, t);
         }
         else {
-            f->lines++;
             f->fn(f->baton, idx, s->gen, s->line, s->plen, s->line_start);
         }
         s->plen = 0;
@@ -322,7 +312,6 @@ static void chunk(tap_follow_t *f, tfile_t *t, src_t *s, unsigned idx,
         nl = memrchr(p + pos, '\n', n - pos);
         if (nl != NULL) {
             size_t end = (size_t)(nl - p) + 1;
-            count_lines(f, p + pos, end - pos);
             f->fn(f->baton, idx, s->gen, p + pos, end - pos, s->off + (int64_t)pos);
             pos = end;
             s->line_start = s->off + (int64_t)pos;
@@ -670,11 +659,6 @@ int tap_follow_position(const tap_follow_t *f, unsigned file, tap_follow_pos_t *
     pos->has_hash = s->has_hash;
     *gen = s->gen;
     return 1;
-}
-
-uint64_t tap_follow_lines(const tap_follow_t *f)
-{
-    return f->lines;
 }
 
 uint64_t tap_follow_skipped(const tap_follow_t *f)

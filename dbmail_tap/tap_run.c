@@ -75,7 +75,7 @@ typedef struct run {
     const char *cur_buf;
     int64_t cur_base, cur_now;
     uint8_t cur_jail;
-    uint64_t failures, ignored_ip;
+    uint64_t lines, failures, ignored_ip;
     int overflowing;
     /* statefile */
     uint64_t saved_changes;
@@ -159,6 +159,7 @@ static void on_lines(void *baton, unsigned file, uint32_t gen, const char *buf, 
 {
     run_t *r = baton;
     const file_jails_t *fj = &r->files[file];
+    tap_scan_stats_t st = { 0, 0, 0, 0 };
 
     r->cur_file = file;
     r->cur_gen = gen;
@@ -166,10 +167,14 @@ static void on_lines(void *baton, unsigned file, uint32_t gen, const char *buf, 
     r->cur_base = base_off;
     r->cur_now = wall_ms();
     r->npend = 0;
+    /* Each jail's scan counts the block's lines; the first one's count
+     * is the daemon's line total. */
     for (size_t i = 0; i < fj->n; i++) {
         r->cur_jail = fj->jails[i];
-        tap_scan_block(r->jails[fj->jails[i]]->matcher, buf, len, 0, on_match, r, NULL);
+        tap_scan_block(r->jails[fj->jails[i]]->matcher, buf, len, 0, on_match, r,
+                       i == 0 ? &st : NULL);
     }
+    r->lines += st.lines;
     if (r->npend == 0) {
         return;
     }
@@ -829,7 +834,7 @@ int tap_cmd_run(int argc, char **argv)
                     tap_notice("MG0602: stopping: %" PRIu64 " lines, %" PRIu64
                                " failures, %" PRIu64 " ignored by ignoreip, %" PRIu64
                                " long lines skipped, %zu queued",
-                               tap_follow_lines(r.fol), r.failures, r.ignored_ip,
+                               r.lines, r.failures, r.ignored_ip,
                                tap_follow_skipped(r.fol), tap_queue_len(r.q));
                     break;
                 }
