@@ -138,11 +138,6 @@ void tap_fw_free(tap_fw_t *fw)
     }
 }
 
-size_t tap_fw_count(const tap_fw_t *fw)
-{
-    return fw ? fw->n : 0;
-}
-
 int tap_fw_exec(const char *const argv[], const char *in, size_t inlen,
                 char *out, size_t outlen, int timeout_ms)
 {

@@ -56,9 +56,6 @@ int tap_fw_sync(tap_fw_t *fw, const tap_fw_ban_t *bans, size_t n, int64_t now);
 int tap_fw_update(tap_fw_t *fw, const tap_fw_ban_t *bans, size_t n,
                   const mg_addr_t *unbans, size_t nu, int64_t now);
 
-/* Number of entries the firewall holds as far as the tap knows. */
-size_t tap_fw_count(const tap_fw_t *fw);
-
 /* Run argv[0] (absolute) with argv, feeding in[0..inlen) on stdin; output
  * goes to out (NUL-terminated, truncated).  Returns the exit status, or
  * -1 when it could not run or was killed after timeout_ms. */
