@@ -15,6 +15,7 @@
 #include "mg_store.h"
 #include "tap_cmd.h"
 #include "tap_config.h"
+#include "tap_firewall.h"
 
 typedef struct bans_opts {
     const char *config;
@@ -116,37 +117,9 @@ static void fmt_expiry(int64_t expiry, int64_t now, char *when, size_t wl, char 
     }
 }
 
-typedef struct ban_row {
-    mg_addr_t key;
-    int64_t expiry;
-} ban_row_t;
-
-typedef struct rows {
-    ban_row_t *v;
-    size_t n, cap;
-} rows_t;
-
-static int collect(void *baton, const mg_addr_t *key, int64_t expiry)
-{
-    rows_t *r = baton;
-    if (r->n == r->cap) {
-        size_t ncap = r->cap ? r->cap * 2 : 64;
-        ban_row_t *nv = realloc(r->v, ncap * sizeof(*nv));
-        if (nv == NULL) {
-            return -1;
-        }
-        r->v = nv;
-        r->cap = ncap;
-    }
-    r->v[r->n].key = *key;
-    r->v[r->n].expiry = expiry;
-    r->n++;
-    return 0;
-}
-
 static int row_cmp(const void *a, const void *b)
 {
-    const ban_row_t *x = a, *y = b;
+    const tap_fw_ban_t *x = a, *y = b;
     if (x->expiry != y->expiry) {
         return x->expiry < y->expiry ? -1 : 1;
     }
@@ -158,7 +131,7 @@ int tap_cmd_bans(int argc, char **argv)
     bans_opts_t o;
     tap_config_t *cfg = NULL;
     mg_store_t *st = NULL;
-    rows_t rows = { 0 };
+    tap_fw_banlist_t rows = { 0 };
     int64_t now = (int64_t)time(NULL);
     int rc;
 
@@ -179,7 +152,7 @@ int tap_cmd_bans(int argc, char **argv)
     if (open_store("bans", o.config, &cfg, &st) != 0) {
         return 1;
     }
-    if (mg_store_list(st, now, collect, &rows, NULL) != 0) {
+    if (mg_store_list(st, now, tap_fw_banlist_add, &rows, NULL) != 0) {
         fprintf(stderr, "dbmail_tap bans: redis: %s\n", mg_store_error(st));
         rc = 1;
         goto end;

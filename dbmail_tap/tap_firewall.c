@@ -138,6 +138,25 @@ void tap_fw_free(tap_fw_t *fw)
     }
 }
 
+int tap_fw_banlist_add(void *baton, const mg_addr_t *key, int64_t expiry)
+{
+    tap_fw_banlist_t *b = baton;
+
+    if (b->n == b->cap) {
+        size_t ncap = b->cap ? b->cap * 2 : 256;
+        tap_fw_ban_t *nv = realloc(b->v, ncap * sizeof(*nv));
+        if (nv == NULL) {
+            return -1;
+        }
+        b->v = nv;
+        b->cap = ncap;
+    }
+    b->v[b->n].key = *key;
+    b->v[b->n].expiry = expiry;
+    b->n++;
+    return 0;
+}
+
 int tap_fw_exec(const char *const argv[], const char *in, size_t inlen,
                 char *out, size_t outlen, int timeout_ms)
 {

@@ -39,6 +39,18 @@ typedef struct tap_fw_ban {
     int64_t expiry;     /* Unix seconds, MG_EXPIRY_NEVER = permanent */
 } tap_fw_ban_t;
 
+/* The live bans read with mg_store_list(st, now, tap_fw_banlist_add, &list,
+ * ...): a growing array (start it zeroed, free v when done, set n = 0 to
+ * read again into the same storage). */
+typedef struct tap_fw_banlist {
+    tap_fw_ban_t *v;
+    size_t n, cap;
+} tap_fw_banlist_t;
+
+/* mg_store_ban_fn appending to the tap_fw_banlist_t baton; -1 when out of
+ * memory (the walk stops). */
+int tap_fw_banlist_add(void *baton, const mg_addr_t *key, int64_t expiry);
+
 typedef struct tap_fw tap_fw_t;
 
 /* NULL for TAP_BANACTION_NONE or on allocation failure.  The programs are

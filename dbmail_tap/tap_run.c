@@ -484,29 +484,6 @@ end:
 
 /* ---- firewall keeper ---- */
 
-typedef struct banlist {
-    tap_fw_ban_t *v;
-    size_t n, cap;
-} banlist_t;
-
-static int list_add(void *baton, const mg_addr_t *key, int64_t expiry)
-{
-    banlist_t *b = baton;
-    if (b->n == b->cap) {
-        size_t ncap = b->cap ? b->cap * 2 : 256;
-        tap_fw_ban_t *nv = realloc(b->v, ncap * sizeof(*nv));
-        if (nv == NULL) {
-            return -1;
-        }
-        b->v = nv;
-        b->cap = ncap;
-    }
-    b->v[b->n].key = *key;
-    b->v[b->n].expiry = expiry;
-    b->n++;
-    return 0;
-}
-
 static void *firewall_main(void *arg)
 {
     run_t *r = arg;
@@ -514,7 +491,7 @@ static void *firewall_main(void *arg)
     mg_store_t *sub = mg_store_new(&r->scfg), *cmd = mg_store_new(&r->scfg);
     int subscribed = 0, sub_err_logged = 0, list_err_logged = 0;
     int64_t next_sync = 0;
-    banlist_t bl = { 0 };
+    tap_fw_banlist_t bl = { 0 };
     tap_fw_ban_t evb[256];
     mg_addr_t evu[256];
 
@@ -543,7 +520,7 @@ static void *firewall_main(void *arg)
         if (mono_ms() >= next_sync) {
             bl.n = 0;
             next_sync = mono_ms() + TAP_FW_SYNC_MS;
-            if (mg_store_list(cmd, (int64_t)time(NULL), list_add, &bl, NULL) == 0) {
+            if (mg_store_list(cmd, (int64_t)time(NULL), tap_fw_banlist_add, &bl, NULL) == 0) {
                 list_err_logged = 0;
                 if (tap_fw_sync(fw, bl.v, bl.n, (int64_t)time(NULL)) != 0) {
                     next_sync = mono_ms() + 1000;
