@@ -435,6 +435,14 @@ static void format_expiry(int64_t expiry, char *buf, size_t size, size_t *len)
         *len = (size_t)snprintf(buf, size, "%lld", (long long)expiry);
 }
 
+int mg_store_jail_word(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7f)
+            return 0;
+    return 1;
+}
+
 /* Jail names travel in event messages: one printable word, bounded so the
  * subscriber's jail field holds it. */
 static int jail_ok(mg_store_t *st, const char *jail)
@@ -446,11 +454,10 @@ static int jail_ok(mg_store_t *st, const char *jail)
                         sizeof(((mg_store_event_t *)0)->jail) - 1);
         return -1;
     }
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)jail[i] <= 0x20 || (unsigned char)jail[i] >= 0x7f) {
-            mg_store_seterr(st, "jail name must be printable ASCII without spaces");
-            return -1;
-        }
+    if (!mg_store_jail_word(jail)) {
+        mg_store_seterr(st, "jail name must be printable ASCII without spaces");
+        return -1;
+    }
     return 0;
 }
 

@@ -239,11 +239,9 @@ static int parse_event(const char *msg, size_t len, mg_store_event_t *ev)
     if (pos == len || token(msg, len, &pos, exp, sizeof(exp)) != 0
         || parse_expiry_text(exp, &ev->expiry) != 0)
         return -1;
-    if (pos == len || token(msg, len, &pos, ev->jail, sizeof(ev->jail)) != 0 || pos != len)
+    if (pos == len || token(msg, len, &pos, ev->jail, sizeof(ev->jail)) != 0 || pos != len
+        || !mg_store_jail_word(ev->jail))
         return -1;
-    for (const char *j = ev->jail; *j; j++)
-        if ((unsigned char)*j <= 0x20 || (unsigned char)*j >= 0x7f)
-            return -1;
     ev->is_ban = 1;
     return 0;
 }

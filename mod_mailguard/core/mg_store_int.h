@@ -50,4 +50,8 @@ void mg_store_ctxerr(mg_store_t *st, const char *what, const redisContext *c, in
  * and load every script.  NULL with the error set on failure. */
 redisContext *mg_store_connect(mg_store_t *st, int for_subscribe);
 
+/* 1 when s is one word of printable ASCII (no spaces, no controls): the
+ * jail names the store sends and the subscriber accepts. */
+int mg_store_jail_word(const char *s);
+
 #endif
