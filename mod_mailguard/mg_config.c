@@ -259,24 +259,6 @@ static const char *mg_global_only(cmd_parms *cmd)
     return NULL;
 }
 
-static const char *mg_set_engine(cmd_parms *cmd, void *dv, int on)
-{
-    mg_dir_conf_t *d = dv;
-
-    (void)cmd;
-    d->engine = on ? 1 : 0;
-    return NULL;
-}
-
-static const char *mg_set_increment(cmd_parms *cmd, void *dv, int on)
-{
-    mg_dir_conf_t *d = dv;
-
-    (void)cmd;
-    d->increment = on ? 1 : 0;
-    return NULL;
-}
-
 static const char *mg_set_redis(cmd_parms *cmd, void *dv, const char *arg)
 {
     mg_srv_conf_t *c = mg_srv_mut(cmd);
@@ -643,7 +625,8 @@ static const char *mg_set_table_size(cmd_parms *cmd, void *dv, const char *arg)
 #define MG_DIRSCOPE (RSRC_CONF | ACCESS_CONF)
 
 const command_rec mg_cmds[] = {
-    AP_INIT_FLAG("MailGuardEngine", mg_set_engine, NULL, MG_DIRSCOPE,
+    AP_INIT_FLAG("MailGuardEngine", ap_set_flag_slot,
+                 (void *)APR_OFFSETOF(mg_dir_conf_t, engine), MG_DIRSCOPE,
                  "On|Off: deny banned clients and watch logins in this scope (default Off)"),
     AP_INIT_TAKE1("MailGuardRedis", mg_set_redis, NULL, RSRC_CONF,
                   "Redis URL shared by every server, or none (default "
@@ -662,7 +645,8 @@ const command_rec mg_cmds[] = {
                   "Window in which failures count (default 10m)"),
     AP_INIT_TAKE1("MailGuardBanTime", mg_set_duration, (void *)(apr_uintptr_t)MG_DUR_BANTIME, MG_DIRSCOPE,
                   "Length of a ban (default 1h)"),
-    AP_INIT_FLAG("MailGuardBanTimeIncrement", mg_set_increment, NULL, MG_DIRSCOPE,
+    AP_INIT_FLAG("MailGuardBanTimeIncrement", ap_set_flag_slot,
+                 (void *)APR_OFFSETOF(mg_dir_conf_t, increment), MG_DIRSCOPE,
                  "On|Off: lengthen bans of repeat offenders (default Off)"),
     AP_INIT_TAKE1("MailGuardBanTimeFactor", mg_set_factor, NULL, MG_DIRSCOPE,
                   "Escalation factor per previous ban (default 2)"),
