@@ -16,6 +16,7 @@
 #include "tap_cmd.h"
 #include "tap_config.h"
 #include "tap_firewall.h"
+#include "tap_log.h"
 
 typedef struct bans_opts {
     const char *config;
@@ -108,13 +109,8 @@ static void fmt_expiry(int64_t expiry, int64_t now, char *when, size_t wl, char 
         snprintf(left, ll, "permanent");
         return;
     }
-    {
-        time_t t = (time_t)expiry;
-        struct tm tm;
-        gmtime_r(&t, &tm);
-        strftime(when, wl, "%Y-%m-%dT%H:%M:%SZ", &tm);
-        mg_duration_format(expiry > now ? expiry - now : 0, left, ll);
-    }
+    tap_log_utc(expiry, when, wl);
+    mg_duration_format(expiry > now ? expiry - now : 0, left, ll);
 }
 
 static int row_cmp(const void *a, const void *b)

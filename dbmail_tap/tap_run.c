@@ -254,10 +254,7 @@ static void log_ban(const tap_jail_t *j, const mg_addr_t *key, const mg_record_r
         snprintf(until, sizeof(until), "forever");
     }
     else {
-        time_t t = (time_t)res->expiry;
-        struct tm tm;
-        gmtime_r(&t, &tm);
-        strftime(until, sizeof(until), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        tap_log_utc(res->expiry, until, sizeof(until));
     }
     tap_notice("MG0621: Ban %s [%s] after %u failures until %s (ban #%u)", txt, j->name,
                res->count, until, res->bans);
