@@ -31,7 +31,6 @@ static int mg_status_page(request_rec *r)
     char where[512];
     char when[32];
     apr_int64_t last;
-    apr_int64_t now = (apr_int64_t)apr_time_sec(apr_time_now());
     apr_uint32_t pending = 0;
 
     if (r->method_number != M_GET) {
@@ -78,7 +77,8 @@ static int mg_status_page(request_rec *r)
     ap_rprintf(r, "SyncErrors: %" APR_UINT64_T_FMT "\n", mg_stat_get(&st->sync_errors));
     if (last > 0) {
         ap_rprintf(r, "LastSync: %s\n", mg_format_time(last, when, sizeof(when)));
-        ap_rprintf(r, "LastSyncAge: %" APR_INT64_T_FMT "\n", now - last);
+        ap_rprintf(r, "LastSyncAge: %" APR_INT64_T_FMT "\n",
+                   (apr_int64_t)apr_time_sec(apr_time_now()) - last);
     }
     else {
         ap_rprintf(r, "LastSync: never\n");
