@@ -227,7 +227,10 @@ end:
 
 /* Rebuild the spare table from the live set plus bans still waiting for
  * Redis, and make it the live one. */
-static void mg_sync_commit(server_rec *s, const mg_banvec_t *live, int64_t now)
+/* -1 when the mirror could not be locked: nothing was committed, and the
+ * resync must count as failed rather than report Redis and the mirror in
+ * step. */
+static int mg_sync_commit(server_rec *s, const mg_banvec_t *live, int64_t now)
 {
     static int warned_full;
     mg_bantable_t *bt = mg_shm_bantable();
@@ -239,7 +242,7 @@ static void mg_sync_commit(server_rec *s, const mg_banvec_t *live, int64_t now)
     unsigned dropped = 0;
 
     if (mg_shm_lock(s) != APR_SUCCESS) {
-        return;
+        return -1;
     }
     mg_bantable_rebuild_begin(bt);
     for (k = 0; k < live->n; k++) {
@@ -282,6 +285,7 @@ static void mg_sync_commit(server_rec *s, const mg_banvec_t *live, int64_t now)
     else {
         warned_full = 0;
     }
+    return 0;
 }
 
 static int mg_sync_resync(server_rec *s, mg_store_t *cmd, int restore)
@@ -304,7 +308,9 @@ static int mg_sync_resync(server_rec *s, mg_store_t *cmd, int restore)
     if (restore && mg_sync_restore(s, cmd, &live, now) != 0) {
         goto end;
     }
-    mg_sync_commit(s, &live, now);
+    if (mg_sync_commit(s, &live, now) != 0) {
+        goto end;
+    }
     rc = 0;
 end:
     free(live.v);
