@@ -227,6 +227,22 @@ end:
 
 /* Rebuild the spare table from the live set plus bans still waiting for
  * Redis, and make it the live one. */
+typedef struct mg_pend_add {
+    mg_bantable_t *bt;
+    int64_t now;
+    unsigned dropped;
+} mg_pend_add_t;
+
+static int mg_sync_keep_pending(void *baton, const mg_pending_ban_t *ban)
+{
+    mg_pend_add_t *p = baton;
+
+    if (ban->expiry > p->now && mg_bantable_rebuild_add(p->bt, &ban->key, ban->expiry) != 0) {
+        p->dropped++;
+    }
+    return 0;
+}
+
 /* -1 when the mirror could not be locked: nothing was committed, and the
  * resync must count as failed rather than report Redis and the mirror in
  * step. */
@@ -236,8 +252,7 @@ static int mg_sync_commit(server_rec *s, const mg_banvec_t *live, int64_t now)
     mg_bantable_t *bt = mg_shm_bantable();
     mg_localwin_t *lw = mg_shm_localwin();
     mg_stats_t *stats = mg_shm_stats();
-    mg_pending_ban_t *pending = NULL;
-    apr_uint32_t npend, i;
+    mg_pend_add_t pend;
     size_t k;
     unsigned dropped = 0;
 
@@ -250,25 +265,15 @@ static int mg_sync_commit(server_rec *s, const mg_banvec_t *live, int64_t now)
             dropped++;
         }
     }
-    npend = mg_localwin_pending(lw);
-    if (npend > 0) {
-        pending = malloc(sizeof(*pending) * npend);
-    }
-    if (pending != NULL) {
-        for (i = 0; i < npend && mg_localwin_pop_ban(lw, &pending[i]); i++) {
-            if (pending[i].expiry > now
-                && mg_bantable_rebuild_add(bt, &pending[i].key, pending[i].expiry) != 0) {
-                dropped++;
-            }
-        }
-        npend = i;
-        for (i = 0; i < npend; i++) {
-            mg_localwin_queue_ban(lw, &pending[i].key, pending[i].expiry, pending[i].jail);
-        }
-    }
+    /* Bans still waiting for Redis are not in the list just read: keep
+     * them mirrored. */
+    pend.bt = bt;
+    pend.now = now;
+    pend.dropped = 0;
+    mg_localwin_foreach_pending(lw, mg_sync_keep_pending, &pend);
+    dropped += pend.dropped;
     mg_bantable_rebuild_commit(bt);
     mg_shm_unlock(s);
-    free(pending);
 
     mg_stat_inc(&stats->syncs);
     __atomic_store_n(&stats->last_sync, (apr_int64_t)now, __ATOMIC_RELAXED);

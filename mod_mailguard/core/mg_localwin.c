@@ -314,3 +314,20 @@ uint32_t mg_localwin_pending(const mg_localwin_t *w)
 {
     return w ? w->q_count : 0;
 }
+
+void mg_localwin_foreach_pending(const mg_localwin_t *w, mg_localwin_pending_fn fn,
+                                 void *baton)
+{
+    const mg_pending_ban_t *q;
+    uint32_t i;
+
+    if (!w || !fn) {
+        return;
+    }
+    q = mg_lw_queue((mg_localwin_t *)(uintptr_t)w);
+    for (i = 0; i < w->q_count; i++) {
+        if (fn(baton, &q[(w->q_head + i) % w->queue]) != 0) {
+            return;
+        }
+    }
+}

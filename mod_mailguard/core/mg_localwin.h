@@ -47,5 +47,10 @@ void mg_localwin_queue_ban(mg_localwin_t *w, const mg_addr_t *key, int64_t expir
                            const char *jail);
 int mg_localwin_pop_ban(mg_localwin_t *w, mg_pending_ban_t *out);
 uint32_t mg_localwin_pending(const mg_localwin_t *w);
+/* Visit the queued bans, oldest first, without removing them (the caller
+ * holds the lock); stops early when fn returns non-zero. */
+typedef int (*mg_localwin_pending_fn)(void *baton, const mg_pending_ban_t *ban);
+void mg_localwin_foreach_pending(const mg_localwin_t *w, mg_localwin_pending_fn fn,
+                                 void *baton);
 
 #endif

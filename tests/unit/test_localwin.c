@@ -512,6 +512,42 @@ START_TEST(attach_previous_region)
 }
 END_TEST
 
+/* The sync job reads the queue without draining it. */
+static int collect(void *baton, const mg_pending_ban_t *ban)
+{
+    int64_t *seen = baton;
+
+    seen[++seen[0]] = ban->expiry;
+    return seen[0] == 2;   /* stop after the second */
+}
+
+START_TEST(pending_foreach_leaves_queue)
+{
+    void *mem;
+    mg_localwin_t *w = win(8, 3, &mem);
+    int64_t seen[8] = { 0 };
+    unsigned i;
+
+    mg_localwin_foreach_pending(w, collect, seen);
+    ck_assert_int_eq(seen[0], 0);
+    for (i = 1; i <= 4; i++) {
+        mg_addr_t k = addr(i == 1 ? "192.0.2.1" : i == 2 ? "192.0.2.2"
+                               : i == 3 ? "192.0.2.3" : "192.0.2.4");
+        mg_localwin_queue_ban(w, &k, T0 + i, "j");
+    }
+    /* oldest first (the first was dropped by the ring), early stop honoured */
+    mg_localwin_foreach_pending(w, collect, seen);
+    ck_assert_int_eq(seen[0], 2);
+    ck_assert_int_eq(seen[1], T0 + 2);
+    ck_assert_int_eq(seen[2], T0 + 3);
+    ck_assert_uint_eq(mg_localwin_pending(w), 3);
+    mg_localwin_foreach_pending(NULL, collect, seen);
+    mg_localwin_foreach_pending(w, NULL, seen);
+    ck_assert_int_eq(seen[0], 2);
+    free(mem);
+}
+END_TEST
+
 static Suite *localwin_suite(void)
 {
     Suite *s = suite_create("localwin");
@@ -526,6 +562,7 @@ static Suite *localwin_suite(void)
     tcase_add_test(tc, eviction);
     tcase_add_test(tc, eviction_large_table);
     tcase_add_test(tc, pending_queue);
+    tcase_add_test(tc, pending_foreach_leaves_queue);
     tcase_add_test(tc, queue_of_zero);
     tcase_add_test(tc, attach_previous_region);
     suite_add_tcase(s, tc);
