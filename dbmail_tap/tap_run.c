@@ -45,7 +45,7 @@
 
 #define TAP_BATCH 131072            /* most failures per writer round */
 #define TAP_BATCH_SMALL 1024        /* rounds up to this use the standing buffers */
-#define TAP_LINGER_MAX_MS 50        /* longest wait for a burst to end */
+#define TAP_LINGER_MAX_MS 200       /* longest wait for a burst to end */
 #define TAP_FLUSH_MS 10000          /* longest flush at SIGTERM */
 #define TAP_STATE_MS 1000           /* statefile written at most this often */
 #define TAP_FW_SYNC_MS 5000         /* full firewall resync period */
