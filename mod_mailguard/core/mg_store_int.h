@@ -1,6 +1,8 @@
 /*
- * Inside the Redis store: shared by mg_store.c (commands) and
- * mg_store_events.c (subscriber).  Not for other users of the core.
+ * Inside the Redis store: shared by its files (mg_store_conn.c the
+ * connection and script runner, mg_store.c the single calls,
+ * mg_store_batch.c the pipelined failures, mg_store_events.c the
+ * subscriber).  Not for other users of the core.
  */
 #ifndef MG_STORE_INT_H
 #define MG_STORE_INT_H
@@ -21,6 +23,22 @@ enum mg_script_id {
 };
 
 #define MG_STORE_PREFIX_MAX 128
+/* EVALSHA sha 0 + 8 policy arguments; then per group addr, k, and k
+ * pairs (time, cutoff) */
+#define MG_RECORD_HEAD 11
+
+typedef struct mg_store_script {
+    const char *name;
+    const char *src;
+} mg_store_script_t;
+
+/* Every script, by id: loaded on each new command connection. */
+extern const mg_store_script_t mg_store_scripts[MG_SCRIPT_COUNT];
+
+/* The policy as script arguments; lives while the argv that points into it. */
+typedef struct mg_store_policy_args {
+    char maxretry[16], findtime[24], bantime[24], factor[40], maxtime[24];
+} mg_store_policy_args_t;
 
 struct mg_store_batch;
 
@@ -49,6 +67,52 @@ void mg_store_ctxerr(mg_store_t *st, const char *what, const redisContext *c, in
 /* Connect, authenticate and (for a command connection) SELECT the database
  * and load every script.  NULL with the error set on failure. */
 redisContext *mg_store_connect(mg_store_t *st, int for_subscribe);
+
+/* Free the command connection (after an I/O or protocol error). */
+void mg_store_drop(mg_store_t *st);
+
+/* The command connection, opened (or, when an idle one was closed by the
+ * server, re-opened) as needed; 0 when ready. */
+int mg_store_ready(mg_store_t *st);
+
+/* -1 with the error set for an error reply or (type != 0) a reply of
+ * another type. */
+int mg_store_check_reply(mg_store_t *st, const char *what, redisReply *r, int type);
+
+/* One plain command on the command connection: its reply (error replies
+ * included, for the caller to judge), or NULL with the error set and a
+ * broken connection dropped. */
+redisReply *mg_store_command(mg_store_t *st, const char *what, int argc, const char **argv,
+                             const size_t *len);
+
+/* 1 for a NOSCRIPT error reply. */
+int mg_store_is_noscript(const redisReply *r);
+
+/* Run script id: argv[0..2] are filled here, the script's ARGV follow.
+ * NOSCRIPT is retried once with EVAL.  The reply, or NULL with the error
+ * set (an error reply included). */
+redisReply *mg_store_run_script(mg_store_t *st, int id, int argc, const char **argv,
+                                size_t *len);
+
+/* A reply element (integer or score text) as an expiry; -1 when neither. */
+int mg_store_elem_expiry(const redisReply *e, int64_t *out);
+
+/* Argument checks shared by the single and the batch calls; -1 with the
+ * error set. */
+int mg_store_jail_ok(mg_store_t *st, const char *jail);
+int mg_store_policy_ok(mg_store_t *st, const mg_policy_t *p);
+
+/* Fill argv[3..10] with the record_failure head (prefix, jail, policy). */
+void mg_store_policy_argv(const mg_store_t *st, const char *jail, const mg_policy_t *p,
+                          mg_store_policy_args_t *pa, const char **argv, size_t *len);
+
+/* Results of n pairs from a record_failure reply; pair j's result goes to
+ * res[ord[j]] (res[j] when ord is NULL). */
+int mg_store_parse_record(mg_store_t *st, const redisReply *r, size_t n, const size_t *ord,
+                          mg_record_result_t *res);
+
+/* The batch scratch, freed with the store. */
+void mg_store_batch_free(mg_store_t *st);
 
 /* 1 when s is one word of printable ASCII (no spaces, no controls): the
  * jail names the store sends and the subscriber accepts. */
