@@ -83,10 +83,14 @@
 #include <unistd.h>
 
 #define MG_BT_MAGIC   0x4e42474dU   /* "MGBN" */
-#define MG_BT_VERSION 2U   /* 2: presence filters after the slots */
+#define MG_BT_VERSION 3U   /* 2: presence filters; 3: eviction state */
 #define MG_BT_CAP_MAX (1U << 28)
 #define MG_BT_SPIN    4096
 #define MG_BT_FLIPS   64
+/* Slots an eviction looks at (about half of them hold entries): enough to
+ * find a short ban among long ones, cheap enough for every insert into a
+ * full table. */
+#define MG_BT_EVICT_SCAN 256
 /* Filter bits per slot, as a power of two: 8 (see the layout above). */
 #define MG_BT_FBITS_LOG2 3
 
@@ -123,7 +127,8 @@ struct mg_bantable {
     uint32_t rebuilding;    /* writer only: a rebuild of the spare is open */
     uint64_t filter_off[2]; /* offset of each table's filter from the header */
     uint32_t filter_shift;  /* filter bit of a key = hash >> filter_shift */
-    uint32_t reserved;
+    uint32_t evict_at;      /* writer only: where the next eviction search starts */
+    uint64_t evicted;       /* entries dropped for longer bans (writer; read relaxed) */
     mg_bt_meta_t meta[2];
 };
 
@@ -484,6 +489,43 @@ static void mg_bt_clear(mg_bantable_t *t, unsigned which)
     }
 }
 
+static int mg_bt_remove(mg_bantable_t *t, unsigned which, const mg_bt_key_t *k);
+
+/*
+ * Drop the entry that ends soonest among MG_BT_EVICT_SCAN slots (the
+ * window moves on at every call, so successive evictions sample the whole
+ * table), provided it ends before expiry.  Ended entries, having the
+ * smallest expiries, go first.  -1 when every entry seen lasts at least as
+ * long: the new ban is the one left out.
+ */
+static int mg_bt_evict(mg_bantable_t *t, unsigned which, int64_t expiry)
+{
+    mg_bt_slot_t *tab = mg_bt_table(t, which);
+    uint32_t mask = t->nslots - 1, start = t->evict_at & mask, n;
+    long best = -1;
+    int64_t best_exp = expiry;
+    mg_bt_key_t k;
+
+    for (n = 0; n < MG_BT_EVICT_SCAN && n <= mask; n++) {
+        uint32_t i = (start + n) & mask;
+        if ((tab[i].tag & 0xffU) == MG_SLOT_USED && tab[i].expiry < best_exp) {
+            best = (long)i;
+            best_exp = tab[i].expiry;
+        }
+    }
+    t->evict_at = (start + n) & mask;
+    if (best < 0) {
+        return -1;
+    }
+    k.k0 = tab[best].k[0];
+    k.k1 = tab[best].k[1];
+    k.plen = tab[best].tag >> 8;
+    k.v4 = mg_bt_is_v4(k.k0, k.k1, k.plen);
+    mg_bt_remove(t, which, &k);
+    __atomic_store_n(&t->evicted, t->evicted + 1, __ATOMIC_RELAXED);
+    return 0;
+}
+
 /*
  * Insert or update k in table which.  max_fill bounds used + tombstones
  * after the insert (the probe-length guarantee).  Returns 0, or -1 when
@@ -502,7 +544,16 @@ static int mg_bt_insert(mg_bantable_t *t, unsigned which, const mg_bt_key_t *k,
         }
         return 0;
     }
-    if (m->used >= t->capacity || ins < 0) {
+    if (m->used >= t->capacity) {
+        /* Full: make room by dropping a ban that ends sooner, so neither
+         * an attacker's flood of short bans nor their order can push out
+         * a long or permanent one. */
+        if (mg_bt_evict(t, which, expiry) != 0) {
+            return -1;
+        }
+        (void)mg_bt_find_w(t, which, k, &ins);
+    }
+    if (ins < 0) {
         return -1;
     }
     if ((tab[ins].tag & 0xffU) == MG_SLOT_TOMB) {
@@ -585,16 +636,14 @@ static int mg_bt_region_ok(const void *mem, size_t size, uint32_t capacity)
     return mem != NULL && need != 0 && size >= need && ((uintptr_t)mem % 8) == 0;
 }
 
-mg_bantable_t *mg_bantable_init(void *mem, size_t size, uint32_t capacity)
+/* The header of a table whose region is already all zero. */
+static mg_bantable_t *mg_bt_format(void *mem, uint32_t capacity)
 {
     mg_bantable_t *t = mem;
     struct timespec ts;
     unsigned i;
 
-    if (!mg_bt_region_ok(mem, size, capacity)) {
-        return NULL;
-    }
-    memset(mem, 0, mg_bantable_size(capacity));
+    memset(t, 0, sizeof(*t));
     t->magic = MG_BT_MAGIC;
     t->version = MG_BT_VERSION;
     t->capacity = capacity;
@@ -612,6 +661,23 @@ mg_bantable_t *mg_bantable_init(void *mem, size_t size, uint32_t capacity)
         mg_bt_set_used(&t->meta[i], 0);
     }
     return t;
+}
+
+mg_bantable_t *mg_bantable_init(void *mem, size_t size, uint32_t capacity)
+{
+    if (!mg_bt_region_ok(mem, size, capacity)) {
+        return NULL;
+    }
+    memset(mem, 0, mg_bantable_size(capacity));
+    return mg_bt_format(mem, capacity);
+}
+
+mg_bantable_t *mg_bantable_init_zeroed(void *mem, size_t size, uint32_t capacity)
+{
+    if (!mg_bt_region_ok(mem, size, capacity)) {
+        return NULL;
+    }
+    return mg_bt_format(mem, capacity);
 }
 
 mg_bantable_t *mg_bantable_attach(void *mem, size_t size, uint32_t capacity)
@@ -882,6 +948,30 @@ void mg_bantable_rebuild_commit(mg_bantable_t *t)
     }
     t->rebuilding = 0;
     mg_bt_publish(t);
+}
+
+void mg_bantable_rebuild_abort(mg_bantable_t *t)
+{
+    /* The spare is cleared by the next rebuild_begin; readers never look
+     * at it. */
+    t->rebuilding = 0;
+}
+
+int mg_bantable_rebuild_has(mg_bantable_t *t, const mg_addr_t *key)
+{
+    mg_bt_key_t k;
+    long ins;
+
+    if (!t->rebuilding || key->plen == 0 || key->plen > 128) {
+        return 0;
+    }
+    mg_bt_key_from(key, &k);
+    return mg_bt_find_w(t, (t->flip & 1U) ^ 1U, &k, &ins) >= 0;
+}
+
+uint64_t mg_bantable_evicted(const mg_bantable_t *t)
+{
+    return __atomic_load_n(&t->evicted, __ATOMIC_RELAXED);
 }
 
 int mg_bantable_filter_maybe(const mg_bantable_t *t, const mg_addr_t *key)

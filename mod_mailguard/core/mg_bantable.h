@@ -37,6 +37,11 @@ size_t mg_bantable_size(uint32_t capacity);
 /* Format mem as an empty table; returns it (mem itself). */
 mg_bantable_t *mg_bantable_init(void *mem, size_t size, uint32_t capacity);
 
+/* The same for a region known to be all zero (fresh anonymous shared
+ * memory): only the header is written, so the kernel hands out the slot
+ * pages as bans arrive instead of all at start. */
+mg_bantable_t *mg_bantable_init_zeroed(void *mem, size_t size, uint32_t capacity);
+
 /* Re-attach a region formatted earlier (a previous generation).  NULL when
  * it does not hold a table of this layout version and capacity. */
 mg_bantable_t *mg_bantable_attach(void *mem, size_t size, uint32_t capacity);
@@ -53,7 +58,10 @@ int mg_bantable_lookup(const mg_bantable_t *t, const mg_addr_t *client,
                        int64_t now, int64_t *expiry);
 
 /* Writers (caller holds the writer lock). */
-/* Insert or update; keeps the later expiry.  -1 when the table is full. */
+/* Insert or update; keeps the later expiry.  A full table makes room by
+ * dropping an entry that ends sooner (found among a few hundred slots, so
+ * longer and permanent bans win over shorter ones); -1 when none of those
+ * ends sooner: the new ban is the one left out. */
 int mg_bantable_put(mg_bantable_t *t, const mg_addr_t *key, int64_t expiry);
 /* Remove; 1 when it was there. */
 int mg_bantable_del(mg_bantable_t *t, const mg_addr_t *key);
@@ -63,6 +71,13 @@ int mg_bantable_del(mg_bantable_t *t, const mg_addr_t *key);
 void mg_bantable_rebuild_begin(mg_bantable_t *t);
 int mg_bantable_rebuild_add(mg_bantable_t *t, const mg_addr_t *key, int64_t expiry);
 void mg_bantable_rebuild_commit(mg_bantable_t *t);
+/* Give up a rebuild: the live table stays as it is. */
+void mg_bantable_rebuild_abort(mg_bantable_t *t);
+/* During a rebuild: 1 when the spare already holds key exactly. */
+int mg_bantable_rebuild_has(mg_bantable_t *t, const mg_addr_t *key);
+
+/* Entries dropped so far to make room for longer bans. */
+uint64_t mg_bantable_evicted(const mg_bantable_t *t);
 
 /* The live table's presence filter for key (masked to its plen): 0 when
  * the key is certainly absent, 1 when it may be present.  Never 0 for a
