@@ -18,6 +18,7 @@ LIBS     := $(HIREDIS_LIBS) $(PCRE2_LIBS) -lpthread -lm
 
 CORE_SRC := $(sort $(wildcard mod_mailguard/core/*.c))
 LUA_SRC  := $(sort $(wildcard mod_mailguard/core/lua/*.lua))
+LUA_INC  := $(sort $(wildcard mod_mailguard/core/lua/include/*.lua))
 MOD_SRC  := $(sort $(wildcard mod_mailguard/*.c))
 TAP_SRC  := $(filter-out dbmail_tap/tap_main.c,$(sort $(wildcard dbmail_tap/*.c)))
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
@@ -39,7 +40,7 @@ deps:
 
 # ---- generated: the Lua scripts as C strings (single source of truth) ----
 # Grouped target (&:): one run makes both files, even under -j.
-$(B)/gen/mg_lua.c $(B)/gen/mg_lua.h &: build/embed_lua.sh $(LUA_SRC)
+$(B)/gen/mg_lua.c $(B)/gen/mg_lua.h &: build/embed_lua.sh $(LUA_SRC) $(LUA_INC)
 	@mkdir -p $(B)/gen
 	sh build/embed_lua.sh $(B)/gen $(LUA_SRC)
 

@@ -13,9 +13,9 @@
 
 #include "mg_policy.h"
 #include "mg_store.h"
+#include "mg_store_log.h"
 #include "tap_cmd.h"
 #include "tap_config.h"
-#include "tap_firewall.h"
 #include "tap_log.h"
 
 typedef struct bans_opts {
@@ -113,22 +113,31 @@ static void fmt_expiry(int64_t expiry, int64_t now, char *when, size_t wl, char 
     mg_duration_format(expiry > now ? expiry - now : 0, left, ll);
 }
 
-static int row_cmp(const void *a, const void *b)
+/* Rows are printed as the pages arrive: memory stays bounded whatever
+ * the size of the set. */
+static int print_row(void *baton, const mg_addr_t *key, int64_t expiry)
 {
-    const tap_fw_ban_t *x = a, *y = b;
-    if (x->expiry != y->expiry) {
-        return x->expiry < y->expiry ? -1 : 1;
-    }
-    return memcmp(x->key.a, y->key.a, 16);
+    size_t *rows = baton;
+    int64_t now = (int64_t)time(NULL);
+    char txt[MG_ADDR_STRLEN], when[32], left[32];
+
+    mg_addr_format(key, txt, sizeof(txt));
+    fmt_expiry(expiry, now, when, sizeof(when), left, sizeof(left));
+    printf("%-45s %-21s %s\n", txt, when, left);
+    (*rows)++;
+    return 0;
 }
+
+#define BANS_PAGE 1000
 
 int tap_cmd_bans(int argc, char **argv)
 {
     bans_opts_t o;
     tap_config_t *cfg = NULL;
     mg_store_t *st = NULL;
-    tap_fw_banlist_t rows = { 0 };
-    int64_t now = (int64_t)time(NULL);
+    mg_store_range_pos_t pos;
+    size_t rows = 0;
+    unsigned got = 0;
     int rc;
 
     if ((rc = parse_opts(argc, argv, "bans", 0, &o)) != 0) {
@@ -148,24 +157,20 @@ int tap_cmd_bans(int argc, char **argv)
     if (open_store("bans", o.config, &cfg, &st) != 0) {
         return 1;
     }
-    if (mg_store_list(st, now, tap_fw_banlist_add, &rows, NULL) != 0) {
-        fprintf(stderr, "dbmail_tap bans: redis: %s\n", mg_store_error(st));
-        rc = 1;
-        goto end;
-    }
-    if (rows.n > 0) {
-        qsort(rows.v, rows.n, sizeof(*rows.v), row_cmp);
-    }
+    /* a ban ending at now is over */
+    pos.from = (int64_t)time(NULL) + 1;
+    pos.skip = 0;
     printf("%-45s %-21s %s\n", "ADDRESS", "EXPIRES", "LEFT");
-    for (size_t i = 0; i < rows.n; i++) {
-        char txt[MG_ADDR_STRLEN], when[32], left[32];
-        mg_addr_format(&rows.v[i].key, txt, sizeof(txt));
-        fmt_expiry(rows.v[i].expiry, now, when, sizeof(when), left, sizeof(left));
-        printf("%-45s %-21s %s\n", txt, when, left);
-    }
-    printf("%zu live ban%s\n", rows.n, rows.n == 1 ? "" : "s");
+    do {
+        if (mg_store_range(st, &pos, BANS_PAGE, print_row, &rows, &got, NULL) != 0) {
+            fflush(stdout);
+            fprintf(stderr, "dbmail_tap bans: redis: %s\n", mg_store_error(st));
+            rc = 1;
+            goto end;
+        }
+    } while (got == BANS_PAGE);
+    printf("%zu live ban%s\n", rows, rows == 1 ? "" : "s");
 end:
-    free(rows.v);
     mg_store_free(st);
     tap_config_free(cfg);
     return rc;

@@ -10,10 +10,9 @@
  *     call) as soon as anything is queued, so a failure line becomes a ban
  *     in Redis about a round trip after it is written; while Redis is away
  *     the failures wait in the queue and go out when it returns.
- *   - the firewall keeper (banaction other than none) applies ban and
- *     unban events as they are published and re-reads the live ban set
- *     every TAP_FW_SYNC_MS, so bans made by the webmail module, bare ZREMs
- *     and missed events all reach the firewall.
+ *   - the firewall keeper (banaction other than none, tap_keeper.c)
+ *     follows the shared ban set's change log, so bans made anywhere (the
+ *     webmail module's included) reach the firewall within a round trip.
  * Signals are taken by the reader through a signalfd: SIGTERM/SIGINT stop
  * reading, let the writer flush what Redis will take, save the state and
  * exit 0; SIGHUP reopens the logs.
@@ -36,7 +35,7 @@
 #include "mg_store.h"
 #include "tap_cmd.h"
 #include "tap_config.h"
-#include "tap_firewall.h"
+#include "tap_keeper.h"
 #include "tap_follow.h"
 #include "tap_log.h"
 #include "tap_match.h"
@@ -48,7 +47,6 @@
 #define TAP_LINGER_MAX_MS 200       /* longest wait for a burst to end */
 #define TAP_FLUSH_MS 10000          /* longest flush at SIGTERM */
 #define TAP_STATE_MS 1000           /* statefile written at most this often */
-#define TAP_FW_SYNC_MS 5000         /* full firewall resync period */
 #define TAP_WRITER_TIMEOUT_MS 2000  /* Redis command timeout for batches */
 #define TAP_LINGER_US 2000
 
@@ -479,96 +477,6 @@ end:
     return NULL;
 }
 
-/* ---- firewall keeper ---- */
-
-static void *firewall_main(void *arg)
-{
-    run_t *r = arg;
-    tap_fw_t *fw = tap_fw_new(r->cfg->banaction, r->cfg->ports, r->cfg->nports);
-    mg_store_t *sub = mg_store_new(&r->scfg), *cmd = mg_store_new(&r->scfg);
-    int subscribed = 0, sub_err_logged = 0, list_err_logged = 0;
-    int64_t next_sync = 0;
-    tap_fw_banlist_t bl = { 0 };
-    tap_fw_ban_t evb[256];
-    mg_addr_t evu[256];
-
-    if (fw == NULL || sub == NULL || cmd == NULL) {
-        tap_error("MG0605: out of memory starting the firewall keeper");
-        goto end;
-    }
-    tap_info("MG0643: firewall action %s on %zu ports", tap_banaction_name(r->cfg->banaction),
-             r->cfg->nports);
-    while (!atomic_load(&r->stop)) {
-        mg_store_event_t ev;
-        int rc;
-
-        if (!subscribed) {
-            if (mg_store_subscribe(sub) == 0) {
-                subscribed = 1;
-                sub_err_logged = 0;
-                next_sync = 0;  /* events may have been missed meanwhile */
-            }
-            else if (!sub_err_logged) {
-                tap_error("MG0644: cannot subscribe to ban events (%s): retrying",
-                          mg_store_error(sub));
-                sub_err_logged = 1;
-            }
-        }
-        if (mono_ms() >= next_sync) {
-            bl.n = 0;
-            next_sync = mono_ms() + TAP_FW_SYNC_MS;
-            if (mg_store_list(cmd, (int64_t)time(NULL), tap_fw_banlist_add, &bl, NULL) == 0) {
-                list_err_logged = 0;
-                if (tap_fw_sync(fw, bl.v, bl.n, (int64_t)time(NULL)) != 0) {
-                    next_sync = mono_ms() + 1000;
-                }
-            }
-            else {
-                if (!list_err_logged) {
-                    tap_warn("MG0645: cannot read the ban set (%s): firewall keeps what it has",
-                             mg_store_error(cmd));
-                    list_err_logged = 1;
-                }
-                next_sync = mono_ms() + 1000;
-            }
-        }
-        if (!subscribed) {
-            nap(r, 250);
-            continue;
-        }
-        rc = mg_store_next_event(sub, 250, &ev);
-        if (rc < 0) {
-            subscribed = 0;
-            continue;
-        }
-        if (rc == 1) {
-            size_t nb = 0, nu = 0;
-            do {
-                if (ev.is_ban) {
-                    evb[nb].key = ev.key;
-                    evb[nb].expiry = ev.expiry;
-                    nb++;
-                }
-                else {
-                    evu[nu++] = ev.key;
-                }
-            } while (nb < 256 && nu < 256 && (rc = mg_store_next_event(sub, 0, &ev)) == 1);
-            if (rc < 0) {
-                subscribed = 0;
-            }
-            if (tap_fw_update(fw, evb, nb, evu, nu, (int64_t)time(NULL)) != 0) {
-                next_sync = mono_ms() + 1000;
-            }
-        }
-    }
-end:
-    free(bl.v);
-    mg_store_free(sub);
-    mg_store_free(cmd);
-    tap_fw_free(fw);
-    return NULL;
-}
-
 /* ---- setup ---- */
 
 static void usage(FILE *fp)
@@ -656,8 +564,9 @@ int tap_cmd_run(int argc, char **argv)
     tap_state_t state = { 0 };
     sigset_t sigs;
     int c, sfd = -1, use_inotify = 1, rc = 1;
-    pthread_t writer, keeper;
-    int have_writer = 0, have_keeper = 0;
+    pthread_t writer;
+    tap_keeper_t *keeper = NULL;
+    int have_writer = 0;
     unsigned bad = 0;
 
     memset(&r, 0, sizeof(r));
@@ -765,11 +674,10 @@ int tap_cmd_run(int argc, char **argv)
     }
     have_writer = 1;
     if (r.cfg->banaction != TAP_BANACTION_NONE) {
-        if (pthread_create(&keeper, NULL, firewall_main, &r) != 0) {
-            tap_error("MG0609: cannot start the firewall keeper");
+        keeper = tap_keeper_start(r.cfg, &r.scfg, &r.stop);
+        if (keeper == NULL) {
             goto stop;
         }
-        have_keeper = 1;
     }
     tap_follow_start(r.fol);
     {
@@ -830,9 +738,7 @@ stop:
     if (have_writer) {
         pthread_join(writer, NULL);
     }
-    if (have_keeper) {
-        pthread_join(keeper, NULL);
-    }
+    tap_keeper_join(keeper);
     save_state(&r, 1);
 end:
     if (sfd >= 0) {

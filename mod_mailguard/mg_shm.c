@@ -31,7 +31,7 @@
 APLOG_USE_MODULE(mailguard);
 
 #define MG_SHM_MAGIC   0x4d475348u  /* "MGSH" */
-#define MG_SHM_VERSION 1u
+#define MG_SHM_VERSION 2u   /* 2: change-log position, new counters */
 #define MG_SHM_KEY     "mod_mailguard_shm"
 #define MG_SHM_ALIGN   64
 /* Local windows: addresses counted while Redis is away (LRU beyond
@@ -50,6 +50,7 @@ typedef struct mg_shm_hdr {
     apr_uint64_t lw_off, lw_size;
     apr_uint64_t total;
     mg_stats_t stats;
+    mg_shm_pos_t pos;
 } mg_shm_hdr_t;
 
 /* What survives a restart: kept as userdata of the process pool. */
@@ -126,7 +127,9 @@ static int mg_shm_format(mg_shm_hdr_t *h, apr_uint32_t capacity, mg_shm_hdr_t *o
 {
     memset(h, 0, sizeof(*h));
     mg_layout(h, capacity);
-    if (mg_bantable_init(mg_at(h, h->bt_off), (size_t)h->bt_size, capacity) == NULL
+    /* The segment is freshly created, hence zero: the table's pages are
+     * only touched (and allocated) as bans arrive. */
+    if (mg_bantable_init_zeroed(mg_at(h, h->bt_off), (size_t)h->bt_size, capacity) == NULL
         || mg_localwin_init(mg_at(h, h->lw_off), (size_t)h->lw_size, h->win_entries,
                             h->win_queue) == NULL) {
         return -1;
@@ -147,6 +150,8 @@ static int mg_shm_format(mg_shm_hdr_t *h, apr_uint32_t capacity, mg_shm_hdr_t *o
             }
         }
         h->stats = old->stats;
+        /* The position goes with the bans: the mirror holds the same. */
+        h->pos = old->pos;
         h->stats.redis_down = 0;
         h->stats.redis_retry_at = 0;
     }
@@ -297,6 +302,11 @@ mg_localwin_t *mg_shm_localwin(void)
 mg_stats_t *mg_shm_stats(void)
 {
     return mg_g.hdr ? &mg_g.hdr->stats : NULL;
+}
+
+mg_shm_pos_t *mg_shm_position(void)
+{
+    return mg_g.hdr ? &mg_g.hdr->pos : NULL;
 }
 
 apr_status_t mg_shm_lock(server_rec *s)

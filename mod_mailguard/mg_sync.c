@@ -23,20 +23,16 @@
  *    died soon after starting), and a cleanup of pconf, cleared at every
  *    restart and at shutdown, stops it (SIGTERM, bounded wait, SIGKILL).
  *    With -X nobody reaps children, so a job that dies there stays dead.
- * Every wait in the loop is bounded (event wait 200 ms, Redis timeouts),
- * so it stops promptly.
+ * Every wait in the loop is bounded (a change-log wait of 200 ms, Redis
+ * timeouts), so it stops promptly.
  *
- * The loop:
- *  - subscribes to P events and applies ban/unban messages as they arrive;
- *  - every MailGuardSyncInterval (and right after (re)subscribing, since
- *    messages may have been missed): writes bans made locally while Redis
- *    was away, re-reads the live set and rebuilds the spare table, so a
- *    bare ZREM disappears; bans still waiting for Redis are merged in;
- *  - after an outage, bans the mirror holds but Redis lost (a restart
- *    without persistence) are written back rather than dropped: an outage
- *    must not open the door.  An unban made while this server could not
- *    reach Redis is undone by that; repeat it.
- * The writer mutex is never held during network I/O.
+ * The loop is the core's follower (mg_follow.h) feeding the mirror
+ * (mg_mirror.c): the whole set is read at start (unless the previous sync
+ * process left a position the mirror is in step with), after a gap, a
+ * hand edit or data loss; otherwise changes are applied as Redis logs
+ * them.  Between the follower's steps, bans Redis should hold and does not
+ * (made here during an outage, or lost by Redis) are written back a piece
+ * at a time.  The writer mutex is never held during network I/O.
  */
 #include <errno.h>
 #include <signal.h>
@@ -60,14 +56,16 @@
 
 #include "mod_mailguard.h"
 #include "mg_config.h"
+#include "mg_follow.h"
+#include "mg_mirror.h"
 
 APLOG_USE_MODULE(mailguard);
 
-#define MG_SYNC_CONNECT_MS  200
-#define MG_SYNC_COMMAND_MS  1000   /* a full list of a large set takes a while */
+#define MG_SYNC_CONNECT_MS  500
+#define MG_SYNC_COMMAND_MS  1000
+/* Longest wait for a change: bounds how long a stop takes. */
 #define MG_SYNC_WAIT_MS     200
 #define MG_SYNC_RETRY       apr_time_from_sec(1)
-#define MG_RESTORED_JAIL    "restored"
 /* A job that ran less than this before dying waits before its successor
  * starts: 1 s, doubling up to the cap.  Bounds a crash loop to one fork
  * per MG_SYNC_BACKOFF_MAX seconds. */
@@ -93,17 +91,6 @@ static struct {
     int stop;
 } mg_sync;
 
-typedef struct mg_ban {
-    mg_addr_t key;
-    int64_t expiry;
-} mg_ban_t;
-
-typedef struct mg_banvec {
-    mg_ban_t *v;
-    size_t n, cap;
-    int oom;
-} mg_banvec_t;
-
 /* Asked to stop (SIGTERM or SIGINT pending), or orphaned. */
 static int mg_stopping(void)
 {
@@ -120,226 +107,6 @@ static int mg_stopping(void)
     return mg_sync.stop;
 }
 
-static int mg_vec_push(void *baton, const mg_addr_t *key, int64_t expiry)
-{
-    mg_banvec_t *b = baton;
-
-    if (b->n == b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 256;
-        mg_ban_t *v = realloc(b->v, cap * sizeof(*v));
-        if (v == NULL) {
-            b->oom = 1;
-            return 1;
-        }
-        b->v = v;
-        b->cap = cap;
-    }
-    b->v[b->n].key = *key;
-    b->v[b->n].expiry = expiry;
-    b->n++;
-    return 0;
-}
-
-static int mg_ban_cmp(const void *x, const void *y)
-{
-    return memcmp(&((const mg_ban_t *)x)->key, &((const mg_ban_t *)y)->key, sizeof(mg_addr_t));
-}
-
-/* Bans made locally while Redis was away: write them now.  Stops at the
- * first failure (the ban goes back to the queue). */
-static int mg_sync_drain(server_rec *s, mg_store_t *cmd, int64_t now)
-{
-    mg_localwin_t *lw = mg_shm_localwin();
-    mg_pending_ban_t pb;
-    apr_uint32_t n, i;
-    int got;
-
-    /* The count is a plain load (the loop and the status page read it
-     * unlocked too); it only bounds the loop, each pop is locked. */
-    n = mg_localwin_pending(lw);
-    for (i = 0; i < n && !mg_stopping(); i++) {
-        if (mg_shm_lock(s) != APR_SUCCESS) {
-            return -1;
-        }
-        got = mg_localwin_pop_ban(lw, &pb);
-        mg_shm_unlock(s);
-        if (!got) {
-            break;
-        }
-        if (pb.expiry <= now) {
-            continue;
-        }
-        if (mg_store_ban(cmd, &pb.key, pb.expiry, pb.jail) != 0) {
-            if (mg_shm_lock(s) == APR_SUCCESS) {
-                mg_localwin_queue_ban(lw, &pb.key, pb.expiry, pb.jail);
-                mg_shm_unlock(s);
-            }
-            return -1;
-        }
-    }
-    if (n > 0) {
-        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s,
-                     "MG0061: wrote %u locally made ban(s) to Redis", (unsigned)i);
-    }
-    return 0;
-}
-
-/* After an outage: what the mirror knows and Redis does not goes back. */
-static int mg_sync_restore(server_rec *s, mg_store_t *cmd, mg_banvec_t *live, int64_t now)
-{
-    mg_banvec_t mine = { 0 };
-    size_t i, nlive = live->n;
-    unsigned restored = 0;
-    int rc = 0;
-
-    mg_bantable_foreach(mg_shm_bantable(), now, mg_vec_push, &mine);
-    if (mine.oom) {
-        rc = -1;
-        goto end;
-    }
-    /* An empty live set may come with no array at all: qsort and bsearch
-     * must not see a null base. */
-    if (nlive > 0) {
-        qsort(live->v, nlive, sizeof(mg_ban_t), mg_ban_cmp);
-    }
-    for (i = 0; i < mine.n && !mg_stopping(); i++) {
-        if (nlive > 0
-            && bsearch(&mine.v[i], live->v, nlive, sizeof(mg_ban_t), mg_ban_cmp) != NULL) {
-            continue;
-        }
-        if (mg_store_ban(cmd, &mine.v[i].key, mine.v[i].expiry, MG_RESTORED_JAIL) != 0) {
-            rc = -1;
-            goto end;
-        }
-        mg_vec_push(live, &mine.v[i].key, mine.v[i].expiry);
-        restored++;
-    }
-end:
-    if (restored > 0) {
-        /* Info, not notice: the outage itself was already logged once. */
-        ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
-                     "MG0062: wrote %u ban(s) back to Redis that it no longer held "
-                     "(restarted without its data?)", restored);
-    }
-    free(mine.v);
-    return rc;
-}
-
-/* Rebuild the spare table from the live set plus bans still waiting for
- * Redis, and make it the live one. */
-typedef struct mg_pend_add {
-    mg_bantable_t *bt;
-    int64_t now;
-    unsigned dropped;
-} mg_pend_add_t;
-
-static int mg_sync_keep_pending(void *baton, const mg_pending_ban_t *ban)
-{
-    mg_pend_add_t *p = baton;
-
-    if (ban->expiry > p->now && mg_bantable_rebuild_add(p->bt, &ban->key, ban->expiry) != 0) {
-        p->dropped++;
-    }
-    return 0;
-}
-
-/* -1 when the mirror could not be locked: nothing was committed, and the
- * resync must count as failed rather than report Redis and the mirror in
- * step. */
-static int mg_sync_commit(server_rec *s, const mg_banvec_t *live, int64_t now)
-{
-    static int warned_full;
-    mg_bantable_t *bt = mg_shm_bantable();
-    mg_localwin_t *lw = mg_shm_localwin();
-    mg_stats_t *stats = mg_shm_stats();
-    mg_pend_add_t pend;
-    size_t k;
-    unsigned dropped = 0;
-
-    if (mg_shm_lock(s) != APR_SUCCESS) {
-        return -1;
-    }
-    mg_bantable_rebuild_begin(bt);
-    for (k = 0; k < live->n; k++) {
-        if (mg_bantable_rebuild_add(bt, &live->v[k].key, live->v[k].expiry) != 0) {
-            dropped++;
-        }
-    }
-    /* Bans still waiting for Redis are not in the list just read: keep
-     * them mirrored. */
-    pend.bt = bt;
-    pend.now = now;
-    pend.dropped = 0;
-    mg_localwin_foreach_pending(lw, mg_sync_keep_pending, &pend);
-    dropped += pend.dropped;
-    mg_bantable_rebuild_commit(bt);
-    mg_shm_unlock(s);
-
-    mg_stat_inc(&stats->syncs);
-    __atomic_store_n(&stats->last_sync, (apr_int64_t)now, __ATOMIC_RELAXED);
-    if (dropped > 0) {
-        __atomic_fetch_add(&stats->not_mirrored, dropped, __ATOMIC_RELAXED);
-        if (!warned_full) {
-            warned_full = 1;
-            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
-                         "MG0063: ban table full: %u live ban(s) not mirrored; raise "
-                         "MailGuardBanTableSize (now %u)",
-                         dropped, (unsigned)mg_bantable_capacity(bt));
-        }
-    }
-    else {
-        warned_full = 0;
-    }
-    return 0;
-}
-
-static int mg_sync_resync(server_rec *s, mg_store_t *cmd, int restore)
-{
-    mg_banvec_t live = { 0 };
-    int64_t now = (int64_t)apr_time_sec(apr_time_now());
-    unsigned skipped = 0;
-    int rc = -1;
-
-    if (mg_sync_drain(s, cmd, now) != 0) {
-        goto end;
-    }
-    if (mg_store_list(cmd, now, mg_vec_push, &live, &skipped) != 0 || live.oom) {
-        goto end;
-    }
-    if (skipped > 0) {
-        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s,
-                     "MG0064: %u member(s) of the ban set are not addresses: ignored", skipped);
-    }
-    if (restore && mg_sync_restore(s, cmd, &live, now) != 0) {
-        goto end;
-    }
-    if (mg_sync_commit(s, &live, now) != 0) {
-        goto end;
-    }
-    rc = 0;
-end:
-    free(live.v);
-    return rc;
-}
-
-static void mg_sync_apply(server_rec *s, const mg_store_event_t *ev)
-{
-    char addr[MG_ADDR_STRLEN];
-
-    if (ev->is_ban) {
-        mg_shm_put_ban(s, &ev->key, ev->expiry);
-    }
-    else {
-        mg_shm_del_ban(s, &ev->key);
-    }
-    mg_stat_inc(&mg_shm_stats()->events);
-    if (APLOGdebug(s)) {
-        mg_addr_format(&ev->key, addr, sizeof(addr));
-        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, "MG0065: %s %s applied",
-                     ev->is_ban ? "ban" : "unban", addr);
-    }
-}
-
 /* SyncPid must not name a process that is gone. */
 static void mg_sync_forget(pid_t pid)
 {
@@ -351,101 +118,68 @@ static void mg_sync_forget(pid_t pid)
     }
 }
 
+/* The follower's settings: the module's Redis and prefix, a check every
+ * half MailGuardSyncInterval (so a hand edit is seen within it). */
+static void mg_sync_follow_cfg(server_rec *s, mg_follow_cfg_t *fc)
+{
+    mg_follow_cfg_defaults(fc);
+    mg_redis_store_cfg(s, &fc->store, MG_SYNC_CONNECT_MS, MG_SYNC_COMMAND_MS);
+    fc->block_ms = MG_SYNC_WAIT_MS;
+    fc->check_ms = (int)(mg_srv_sync_interval(s) * 1000 / 2);
+    fc->retry_ms = (int)apr_time_as_msec(MG_SYNC_RETRY);
+}
+
 /* The job's loop; returns the sync process's exit status. */
 static int mg_sync_run(server_rec *s)
 {
+    mg_follow_cfg_t fc;
     mg_store_cfg_t cfg;
+    mg_follow_t *fol = NULL;
+    mg_mirror_t *mir = NULL;
     mg_store_t *cmd = NULL;
-    mg_store_t *sub = NULL;
-    mg_store_event_t ev;
-    apr_interval_time_t interval = apr_time_from_sec(mg_srv_sync_interval(s));
-    apr_time_t next_try = 0, next_resync = 0, next_drain = 0;
-    int subscribed = 0;
-    int outage = 0;
+    char id[MG_STORE_IDLEN];
+    uint64_t seq;
+    apr_time_t next_write = 0;
     int code = 1;
 
+    mg_sync_follow_cfg(s, &fc);
     mg_redis_store_cfg(s, &cfg, MG_SYNC_CONNECT_MS, MG_SYNC_COMMAND_MS);
+    mir = mg_mirror_new(s);
     cmd = mg_store_new(&cfg);
-    sub = mg_store_new(&cfg);
-    if (cmd == NULL || sub == NULL) {
+    fol = mir != NULL ? mg_follow_new(&fc, &mg_mirror_ops, mir) : NULL;
+    if (mir == NULL || cmd == NULL || fol == NULL) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, s,
-                     "MG0066: cannot set up the sync job's Redis connections");
+                     "MG0071: cannot set up the sync job's Redis connections");
         goto end;
     }
+    if (mg_mirror_saved_position(s, id, &seq)) {
+        /* The mirror was in step there when the previous sync process
+         * left: follow on from it rather than read the whole set. */
+        mg_follow_resume(fol, id, seq);
+    }
     __atomic_store_n(&mg_shm_stats()->sync_leader, (apr_uint32_t)getpid(), __ATOMIC_RELAXED);
-    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, "MG0067: sync job running in pid %ld",
+    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, "MG0072: sync job running in pid %ld",
                  (long)getpid());
 
     while (!mg_stopping()) {
-        apr_time_t now = apr_time_now();
-        int rc;
+        int up = mg_follow_step(fol, MG_SYNC_WAIT_MS) == 0;
 
-        if (!subscribed && now >= next_try) {
-            if (mg_store_subscribe(sub) == 0) {
-                subscribed = 1;
-                next_resync = now;   /* messages may have been missed */
-                mg_breaker_report(s, 1, NULL);
-                /* The command connection may be a stale socket from before
-                 * the outage: start it afresh rather than have its first
-                 * call fail and report Redis gone again. */
-                mg_store_free(cmd);
-                cmd = mg_store_new(&cfg);
-                if (cmd == NULL) {
-                    ap_log_error(APLOG_MARK, APLOG_ERR, 0, s,
-                                 "MG0072: out of memory: sync job stopped");
-                    goto end;
-                }
-            }
-            else {
-                mg_breaker_report(s, 0, mg_store_error(sub));
-                outage = 1;
-                next_try = now + MG_SYNC_RETRY;
-            }
-        }
-        if (subscribed && now >= next_resync) {
-            if (mg_sync_resync(s, cmd, outage) == 0) {
-                outage = 0;
-                next_resync = now + interval;
-                mg_breaker_report(s, 1, NULL);
-            }
-            else if (!mg_stopping()) {
-                mg_stat_inc(&mg_shm_stats()->sync_errors);
-                mg_breaker_report(s, 0, mg_store_error(cmd));
-                outage = 1;
-                next_resync = now + MG_SYNC_RETRY;
-            }
-        }
-        /* Bans made locally while Redis was away go out as soon as it is
-         * back, not at the next resync. */
-        if (subscribed && now >= next_drain && mg_localwin_pending(mg_shm_localwin()) > 0) {
-            if (mg_sync_drain(s, cmd, (int64_t)apr_time_sec(now)) != 0) {
-                next_drain = now + MG_SYNC_RETRY;
-            }
-        }
-        if (!subscribed) {
-            apr_sleep(apr_time_from_msec(100));
-            continue;
-        }
-        rc = mg_store_next_event(sub, MG_SYNC_WAIT_MS, &ev);
-        if (rc == 1) {
-            mg_sync_apply(s, &ev);
-        }
-        else if (rc < 0) {
-            /* Reconnect at once; if that fails, once a second. */
-            subscribed = 0;
-            outage = 1;
-            next_try = apr_time_now();
-            mg_breaker_report(s, 0, mg_store_error(sub));
+        mg_mirror_account(mir, fol);
+        /* Bans Redis should hold (made here during an outage, or lost by
+         * Redis) go out a piece per turn, between the follower's steps,
+         * so changes made elsewhere keep arriving meanwhile. */
+        if (up && apr_time_now() >= next_write
+            && mg_mirror_write_back(mir, cmd) < 0) {
+            next_write = apr_time_now() + MG_SYNC_RETRY;
         }
     }
     code = 0;
 end:
     mg_sync_forget(getpid());
+    mg_follow_free(fol);
+    mg_mirror_free(mir);
     if (cmd != NULL) {
         mg_store_free(cmd);
-    }
-    if (sub != NULL) {
-        mg_store_free(sub);
     }
     return code;
 }

@@ -51,7 +51,25 @@ typedef struct mg_stats {
     apr_uint32_t redis_down;      /* breaker: 1 while Redis is unreachable */
     apr_uint32_t sync_leader;     /* pid of the process running the sync job */
     apr_int64_t redis_retry_at;   /* breaker: apr_time_t of the next probe */
+    apr_uint64_t refused;         /* changes from Redis refused (prefix too wide, not ours) */
+    apr_uint64_t live_in_redis;   /* live bans in Redis at the sync job's last check */
+    apr_uint32_t in_step;         /* 1 while the mirror follows the change log */
+    apr_uint32_t pad;
 } mg_stats_t;
+
+/*
+ * Where the mirror stands in Redis's change log, kept in shared memory so
+ * the sync process of the next httpd generation (or one started after a
+ * crash) resumes from there instead of reading the whole set.  Written by
+ * the sync process only; valid is cleared first and set last.
+ */
+typedef struct mg_shm_pos {
+    apr_uint32_t valid;
+    apr_uint32_t pad;
+    apr_uint64_t seq;
+    apr_uint64_t origin;          /* which Redis and prefix (mg_mirror.c) */
+    char id[48];
+} mg_shm_pos_t;
 
 static inline void mg_stat_inc(apr_uint64_t *counter)
 {
@@ -70,6 +88,7 @@ void mg_shm_child_init(apr_pool_t *pchild, server_rec *s);
 mg_bantable_t *mg_shm_bantable(void);
 mg_localwin_t *mg_shm_localwin(void);
 mg_stats_t *mg_shm_stats(void);
+mg_shm_pos_t *mg_shm_position(void);
 /* The one writer lock of the ban table and the local windows.  Never
  * held across network I/O. */
 apr_status_t mg_shm_lock(server_rec *s);

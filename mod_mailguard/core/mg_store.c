@@ -51,7 +51,20 @@ int mg_store_elem_expiry(const redisReply *e, int64_t *out)
     return -1;
 }
 
-static void format_expiry(int64_t expiry, char *buf, size_t size, size_t *len)
+int mg_store_member(const redisReply *m, const redisReply *score, mg_addr_t *key,
+                    int64_t *expiry)
+{
+    const char *why;
+
+    /* A member a person or another tool wrote by hand may be anything:
+     * only what parses back into an address is handed on. */
+    if (m->type != REDIS_REPLY_STRING || strlen(m->str) != m->len
+        || mg_cidr_parse(m->str, key, &why) != 0 || mg_store_elem_expiry(score, expiry) != 0)
+        return -1;
+    return 0;
+}
+
+void mg_store_format_expiry(int64_t expiry, char *buf, size_t size, size_t *len)
 {
     if (expiry == MG_EXPIRY_NEVER)
         *len = (size_t)snprintf(buf, size, "inf");
@@ -183,6 +196,8 @@ end:
     return rc;
 }
 
+/* Fill argv[3..4] with the prefix and the address, as the scripts that
+ * take one address expect them. */
 static void key_argv(const mg_store_t *st, const mg_addr_t *key, char addr[MG_ADDR_STRLEN],
                      const char **argv, size_t *len)
 {
@@ -196,30 +211,32 @@ static void key_argv(const mg_store_t *st, const mg_addr_t *key, char addr[MG_AD
 
 int mg_store_ban(mg_store_t *st, const mg_addr_t *key, int64_t expiry, const char *jail)
 {
-    const char *argv[7];
-    size_t len[7];
-    char addr[MG_ADDR_STRLEN], exp[24];
+    return mg_store_ban_many(st, jail, 1, key, &expiry, NULL);
+}
+
+/* Unban the n member texts in one script call; *removed. */
+static int unban_members(mg_store_t *st, int n, const char **members, const size_t *mlen,
+                         unsigned *removed)
+{
+    const char *argv[4 + MG_STORE_UNBAN_CHUNK];
+    size_t len[4 + MG_STORE_UNBAN_CHUNK];
     redisReply *r = NULL;
     int rc = -1;
 
-    if (mg_store_jail_ok(st, jail) != 0)
-        goto end;
-    if (expiry <= 0) {
-        mg_store_seterr(st, "ban: expiry must be a positive Unix time");
-        goto end;
+    argv[3] = st->prefix;
+    len[3] = st->prefix_len;
+    for (int i = 0; i < n; i++) {
+        argv[4 + i] = members[i];
+        len[4 + i] = mlen[i];
     }
-    key_argv(st, key, addr, argv, len);
-    format_expiry(expiry, exp, sizeof(exp), &len[5]);
-    argv[5] = exp;
-    argv[6] = jail;
-    len[6] = strlen(jail);
-    r = mg_store_run_script(st, MG_SCRIPT_BAN, 7, argv, len);
+    r = mg_store_run_script(st, MG_SCRIPT_UNBAN, 4 + n, argv, len);
     if (r == NULL)
         goto end;
-    if (r->type != REDIS_REPLY_STRING) {
-        mg_store_seterr(st, "%s: ban: unexpected reply", st->where);
+    if (r->type != REDIS_REPLY_INTEGER || r->integer < 0) {
+        mg_store_seterr(st, "%s: unban: unexpected reply", st->where);
         goto end;
     }
+    *removed = (unsigned)r->integer;
     rc = 0;
 end:
     if (r != NULL)
@@ -229,99 +246,77 @@ end:
 
 int mg_store_unban(mg_store_t *st, const mg_addr_t *key, int *removed)
 {
-    const char *argv[5];
-    size_t len[5];
     char addr[MG_ADDR_STRLEN];
-    redisReply *r = NULL;
-    int rc = -1;
+    const char *m = addr;
+    size_t mlen = mg_addr_format(key, addr, sizeof(addr));
+    unsigned n = 0;
 
-    key_argv(st, key, addr, argv, len);
-    r = mg_store_run_script(st, MG_SCRIPT_UNBAN, 5, argv, len);
-    if (r == NULL)
-        goto end;
-    if (r->type != REDIS_REPLY_INTEGER) {
-        mg_store_seterr(st, "%s: unban: unexpected reply", st->where);
-        goto end;
-    }
+    if (unban_members(st, 1, &m, &mlen, &n) != 0)
+        return -1;
     if (removed != NULL)
-        *removed = r->integer > 0;
-    rc = 0;
-end:
-    if (r != NULL)
-        freeReplyObject(r);
-    return rc;
+        *removed = n > 0;
+    return 0;
 }
 
+/*
+ * Every member goes, MG_STORE_UNBAN_CHUNK per script call (each announced
+ * like a single unban), so no call holds Redis for long however large the
+ * set.  Members are removed whatever they are, hand-written garbage too.
+ * The rounds are bounded by the size at the start: a ban added meanwhile
+ * by someone else may survive, as it would a moment later anyway.
+ */
 int mg_store_unban_all(mg_store_t *st, unsigned *count)
 {
     const char *argv[4];
     size_t len[4];
+    char key[MG_STORE_PREFIX_MAX + 8], last[16];
     redisReply *r = NULL;
+    unsigned total = 0;
+    long long rounds;
     int rc = -1;
 
-    argv[3] = st->prefix;
-    len[3] = st->prefix_len;
-    r = mg_store_run_script(st, MG_SCRIPT_UNBAN_ALL, 4, argv, len);
-    if (r == NULL)
+    argv[0] = "ZCARD";
+    len[0] = 5;
+    len[1] = (size_t)snprintf(key, sizeof(key), "%sbans", st->prefix);
+    argv[1] = key;
+    r = mg_store_command(st, "ZCARD", 2, argv, len);
+    if (r == NULL || mg_store_check_reply(st, "ZCARD", r, REDIS_REPLY_INTEGER) != 0)
         goto end;
-    if (r->type != REDIS_REPLY_INTEGER || r->integer < 0) {
-        mg_store_seterr(st, "%s: unban_all: unexpected reply", st->where);
-        goto end;
-    }
-    if (count != NULL)
-        *count = (unsigned)r->integer;
-    rc = 0;
-end:
-    if (r != NULL)
-        freeReplyObject(r);
-    return rc;
-}
+    rounds = r->integer / MG_STORE_UNBAN_CHUNK + 2;
+    freeReplyObject(r);
+    r = NULL;
+    argv[0] = "ZRANGE";
+    len[0] = 6;
+    argv[2] = "0";
+    len[2] = 1;
+    len[3] = (size_t)snprintf(last, sizeof(last), "%d", MG_STORE_UNBAN_CHUNK - 1);
+    argv[3] = last;
+    while (rounds-- > 0) {
+        const char *members[MG_STORE_UNBAN_CHUNK];
+        size_t mlen[MG_STORE_UNBAN_CHUNK];
+        unsigned removed = 0;
+        int n;
 
-int mg_store_list(mg_store_t *st, int64_t now, mg_store_ban_fn fn, void *baton,
-                  unsigned *skipped)
-{
-    const char *argv[5];
-    size_t len[5];
-    char nowtxt[24];
-    redisReply *r = NULL;
-    unsigned bad = 0;
-    int rc = -1;
-
-    if (skipped != NULL)
-        *skipped = 0;
-    argv[3] = st->prefix;
-    len[3] = st->prefix_len;
-    len[4] = (size_t)snprintf(nowtxt, sizeof(nowtxt), "%lld", (long long)now);
-    argv[4] = nowtxt;
-    r = mg_store_run_script(st, MG_SCRIPT_LIST, 5, argv, len);
-    if (r == NULL)
-        goto end;
-    if (r->type != REDIS_REPLY_ARRAY || r->elements % 2 != 0) {
-        mg_store_seterr(st, "%s: list: unexpected reply", st->where);
-        goto end;
-    }
-    for (size_t i = 0; i < r->elements; i += 2) {
-        const redisReply *m = r->element[i], *s = r->element[i + 1];
-        mg_addr_t key;
-        int64_t expiry;
-        const char *why;
-
-        /* A member a person or another tool wrote by hand may be anything:
-         * only what parses back into an address is handed on. */
-        if (m->type != REDIS_REPLY_STRING || strlen(m->str) != m->len
-            || mg_cidr_parse(m->str, &key, &why) != 0 || mg_store_elem_expiry(s, &expiry) != 0) {
-            bad++;
-            continue;
-        }
-        if (fn != NULL && fn(baton, &key, expiry) != 0) {
-            mg_store_seterr(st, "list: stopped by the caller");
+        r = mg_store_command(st, "ZRANGE", 4, argv, len);
+        if (r == NULL || mg_store_check_reply(st, "ZRANGE", r, REDIS_REPLY_ARRAY) != 0)
             goto end;
+        if (r->elements == 0)
+            break;
+        n = (int)(r->elements < MG_STORE_UNBAN_CHUNK ? r->elements : MG_STORE_UNBAN_CHUNK);
+        for (int i = 0; i < n; i++) {
+            members[i] = r->element[i]->str;
+            mlen[i] = r->element[i]->len;
         }
+        if (unban_members(st, n, members, mlen, &removed) != 0)
+            goto end;
+        total += removed;
+        freeReplyObject(r);
+        r = NULL;
     }
     rc = 0;
 end:
-    if (skipped != NULL)
-        *skipped = bad;
+    if (count != NULL)
+        *count = total;
     if (r != NULL)
         freeReplyObject(r);
     return rc;

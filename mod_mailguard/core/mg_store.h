@@ -17,8 +17,15 @@
  * Keys (prefix P, default "mailguard:"):
  *   P bans              zset   member = canonical address, score = expiry (Unix s, +inf)
  *   P events            pubsub "ban <addr> <expiry> <jail>" / "unban <addr>"
+ *   P log               stream the change log: {s: sequence, e: event text or "resync"}
+ *   P logseq            string the last sequence number given out
+ *   P card              string ZCARD P bans as the scripts left it (a bare
+ *                              ZADD/ZREM makes them differ)
  *   P fail:<jail>:<addr> zset  the failure window (score = time in ms)
  *   P history:<addr>    hash   {count, last}: ban history for escalation
+ * The change log side (reading it, paging through the set) is in
+ * mg_store_log.h.  Redis 7.0 or later: the write scripts declare themselves
+ * (#!lua), so a Redis out of memory refuses them before they write.
  */
 #ifndef MG_STORE_H
 #define MG_STORE_H
@@ -98,21 +105,25 @@ int mg_store_record_failures(mg_store_t *st, const char *jail, const mg_policy_t
                              mg_record_result_t *res, size_t *done);
 
 /* Ban key until expiry (Unix s, MG_EXPIRY_NEVER = +inf); keeps a later
- * existing expiry; publishes "ban".  jail may be "manual". */
+ * existing expiry; announces "ban" (published and logged) when the set
+ * changed.  jail may be "manual". */
 int mg_store_ban(mg_store_t *st, const mg_addr_t *key, int64_t expiry, const char *jail);
-/* Remove a ban (and its failure history is left alone); publishes "unban".
+/* The same for n bans of one jail (writing bans back after Redis lost
+ * them): MG_STORE_BAN_CHUNK per script call, calls pipelined.  *done (may
+ * be NULL) counts the leading bans confirmed; a ban is idempotent, so the
+ * rest may simply be sent again. */
+int mg_store_ban_many(mg_store_t *st, const char *jail, size_t n, const mg_addr_t *keys,
+                      const int64_t *expiry, size_t *done);
+/* Remove a ban (its failure history is left alone); announces "unban".
  * *removed = 1 when it was there. */
 int mg_store_unban(mg_store_t *st, const mg_addr_t *key, int *removed);
-/* Remove every ban, publishing one "unban" each; *count removed. */
+/* Remove every ban, a bounded number per script call, announcing one
+ * "unban" each; *count removed (also after a failure). */
 int mg_store_unban_all(mg_store_t *st, unsigned *count);
 
-/* Live bans (expiry > now, seconds); prunes expired members.  fn is called
- * for each; members that do not parse as addresses are skipped (counted in
- * *skipped when not NULL) and never returned.  fn returning non-zero stops
- * the walk and the call returns -1 ("stopped by the caller"). */
+/* A ban handed to a caller: the reads of mg_store_log.h call one per
+ * member.  Non-zero stops the walk. */
 typedef int (*mg_store_ban_fn)(void *baton, const mg_addr_t *key, int64_t expiry);
-int mg_store_list(mg_store_t *st, int64_t now, mg_store_ban_fn fn, void *baton,
-                  unsigned *skipped);
 
 /* *banned = 1 and *expiry when key itself is a live member. */
 int mg_store_is_banned(mg_store_t *st, const mg_addr_t *key, int64_t now,

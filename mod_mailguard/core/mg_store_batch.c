@@ -10,9 +10,8 @@
 
 #include "mg_store_int.h"
 
-/* Pairs per record_failure call in a batch, and calls per round trip. */
+/* Pairs per record_failure call in a batch. */
 #define MG_STORE_CHUNK 256
-#define MG_STORE_PIPELINE 8
 
 struct mg_store_batch {
     const char *argv[MG_RECORD_HEAD + 4 * MG_STORE_CHUNK];
@@ -242,4 +241,125 @@ void mg_store_batch_free(mg_store_t *st)
         free(st->batch);
         st->batch = NULL;
     }
+}
+
+/* ---------- bans, many at once ---------- */
+
+/* One ban call for the pairs [from, from + n): prefix, jail, addr, expiry... */
+static int append_bans(mg_store_t *st, int eval, const char *jail, size_t from, size_t n,
+                       const mg_addr_t *keys, const int64_t *expiry)
+{
+    const char *argv[5 + 2 * MG_STORE_BAN_CHUNK];
+    size_t len[5 + 2 * MG_STORE_BAN_CHUNK];
+    char addr[MG_STORE_BAN_CHUNK][MG_ADDR_STRLEN], exp[MG_STORE_BAN_CHUNK][24];
+    int a = 5;
+
+    argv[0] = eval ? "EVAL" : "EVALSHA";
+    len[0] = strlen(argv[0]);
+    argv[1] = eval ? mg_store_scripts[MG_SCRIPT_BAN].src : st->sha[MG_SCRIPT_BAN];
+    len[1] = strlen(argv[1]);
+    argv[2] = "0";
+    len[2] = 1;
+    argv[3] = st->prefix;
+    len[3] = st->prefix_len;
+    argv[4] = jail;
+    len[4] = strlen(jail);
+    for (size_t i = 0; i < n; i++) {
+        len[a] = mg_addr_format(&keys[from + i], addr[i], sizeof(addr[i]));
+        argv[a++] = addr[i];
+        mg_store_format_expiry(expiry[from + i], exp[i], sizeof(exp[i]), &len[a]);
+        argv[a++] = exp[i];
+    }
+    /* hiredis copies the arguments into its output buffer here */
+    return redisAppendCommandArgv(st->c, a, argv, len);
+}
+
+static int bans_reply(mg_store_t *st, const redisReply *r, size_t n)
+{
+    if (r->type == REDIS_REPLY_ERROR) {
+        mg_store_seterr(st, "%s: ban: %s", st->where, r->str);
+        return -1;
+    }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != n) {
+        mg_store_seterr(st, "%s: ban: unexpected reply", st->where);
+        return -1;
+    }
+    return 0;
+}
+
+int mg_store_ban_many(mg_store_t *st, const char *jail, size_t n, const mg_addr_t *keys,
+                      const int64_t *expiry, size_t *done)
+{
+    size_t next = 0, confirmed = 0;
+    redisReply *r = NULL;
+    int rc = -1;
+
+    if (mg_store_jail_ok(st, jail) != 0)
+        goto end;
+    for (size_t i = 0; i < n; i++) {
+        if (expiry[i] <= 0) {
+            mg_store_seterr(st, "ban: expiry must be a positive Unix time");
+            goto end;
+        }
+    }
+    if (n > 0 && mg_store_ready(st) != 0)
+        goto end;
+    while (next < n) {
+        size_t start[MG_STORE_PIPELINE], count[MG_STORE_PIPELINE];
+        int noscript[MG_STORE_PIPELINE];
+        int k = 0, failed = 0, retry = 0;
+
+        while (k < MG_STORE_PIPELINE && next < n) {
+            start[k] = next;
+            count[k] = n - next < MG_STORE_BAN_CHUNK ? n - next : MG_STORE_BAN_CHUNK;
+            if (append_bans(st, 0, jail, next, count[k], keys, expiry) != REDIS_OK)
+                goto io;
+            next += count[k++];
+        }
+        /* Every reply is read (the calls after a refused one ran all the
+         * same).  A call refused with NOSCRIPT did not run: it goes again
+         * with EVAL, which also caches the script. */
+        for (int j = 0; j < k; j++) {
+            void *vr = NULL;
+
+            if (redisGetReply(st->c, &vr) != REDIS_OK || vr == NULL)
+                goto io;
+            r = vr;
+            noscript[j] = mg_store_is_noscript(r);
+            if (!noscript[j] && bans_reply(st, r, count[j]) != 0)
+                failed = 1;
+            freeReplyObject(r);
+            r = NULL;
+            if (!failed && !noscript[j] && !retry)
+                confirmed = start[j] + count[j];
+            retry |= noscript[j];
+        }
+        for (int j = 0; j < k && !failed; j++) {
+            void *vr = NULL;
+
+            if (!noscript[j])
+                continue;
+            if (append_bans(st, 1, jail, start[j], count[j], keys, expiry) != REDIS_OK
+                || redisGetReply(st->c, &vr) != REDIS_OK || vr == NULL)
+                goto io;
+            r = vr;
+            failed = bans_reply(st, r, count[j]) != 0;
+            freeReplyObject(r);
+            r = NULL;
+        }
+        if (failed)
+            goto end;
+        confirmed = next;
+    }
+    rc = 0;
+    goto end;
+io:
+    mg_store_ctxerr(st, "ban", st->c, errno);
+    mg_store_drop(st);
+end:
+    if (r != NULL)
+        freeReplyObject(r);
+    if (done != NULL)
+        *done = confirmed;
+    return rc;
 }

@@ -23,9 +23,10 @@ const mg_store_script_t mg_store_scripts[MG_SCRIPT_COUNT] = {
     [MG_SCRIPT_RECORD] = { "record_failure", mg_lua_record_failure },
     [MG_SCRIPT_BAN] = { "ban", mg_lua_ban },
     [MG_SCRIPT_UNBAN] = { "unban", mg_lua_unban },
-    [MG_SCRIPT_UNBAN_ALL] = { "unban_all", mg_lua_unban_all },
-    [MG_SCRIPT_LIST] = { "list", mg_lua_list },
     [MG_SCRIPT_IS_BANNED] = { "is_banned", mg_lua_is_banned },
+    [MG_SCRIPT_CHECK] = { "check", mg_lua_check },
+    [MG_SCRIPT_RESYNC] = { "resync", mg_lua_resync },
+    [MG_SCRIPT_PRUNE] = { "prune", mg_lua_prune },
 };
 
 /* ---------- errors ---------- */

@@ -16,9 +16,10 @@ enum mg_script_id {
     MG_SCRIPT_RECORD,
     MG_SCRIPT_BAN,
     MG_SCRIPT_UNBAN,
-    MG_SCRIPT_UNBAN_ALL,
-    MG_SCRIPT_LIST,
     MG_SCRIPT_IS_BANNED,
+    MG_SCRIPT_CHECK,
+    MG_SCRIPT_RESYNC,
+    MG_SCRIPT_PRUNE,
     MG_SCRIPT_COUNT
 };
 
@@ -26,6 +27,13 @@ enum mg_script_id {
 /* EVALSHA sha 0 + 8 policy arguments; then per group addr, k, and k
  * pairs (time, cutoff) */
 #define MG_RECORD_HEAD 11
+/* Pairs per ban call and addresses per unban call: each costs Redis a
+ * few commands, so one call stays well under a millisecond (a script
+ * blocks every other client while it runs). */
+#define MG_STORE_BAN_CHUNK 128
+#define MG_STORE_UNBAN_CHUNK 256
+/* Calls sent before their replies are read. */
+#define MG_STORE_PIPELINE 8
 
 typedef struct mg_store_script {
     const char *name;
@@ -96,6 +104,14 @@ redisReply *mg_store_run_script(mg_store_t *st, int id, int argc, const char **a
 
 /* A reply element (integer or score text) as an expiry; -1 when neither. */
 int mg_store_elem_expiry(const redisReply *e, int64_t *out);
+
+/* An expiry as a script argument: integer text, or "inf" when permanent. */
+void mg_store_format_expiry(int64_t expiry, char *buf, size_t size, size_t *len);
+
+/* A member and its score as a ban: 0, or -1 when the member is not an
+ * address or prefix (hand-written garbage) or the score not an expiry. */
+int mg_store_member(const redisReply *m, const redisReply *score, mg_addr_t *key,
+                    int64_t *expiry);
 
 /* Argument checks shared by the single and the batch calls; -1 with the
  * error set. */

@@ -10,6 +10,7 @@
 #include "mg_addr.h"
 #include "mg_policy.h"
 #include "mg_store.h"
+#include "mg_store_log.h"
 #include "mg_test.h"
 #include "mg_test_shared_redis.h"
 
@@ -311,7 +312,7 @@ START_TEST(test_is_banned_and_unban)
 }
 END_TEST
 
-/* ---------- list ---------- */
+/* ---------- scan, range, prune ---------- */
 
 struct seen {
     unsigned n;
@@ -331,41 +332,114 @@ static int collect(void *baton, const mg_addr_t *key, int64_t expiry)
     return 0;
 }
 
-START_TEST(test_list_prunes_and_skips_garbage)
+static int seen_has(const struct seen *s, const char *text, int64_t expiry)
+{
+    for (unsigned i = 0; i < s->n; i++)
+        if (strcmp(s->text[i], text) == 0 && s->expiry[i] == expiry)
+            return 1;
+    return 0;
+}
+
+static void add_sample_set(void)
+{
+    redisReply *r = mg_test_redis_do(&srv, "ZADD", "mailguard:bans", "1699999990", "192.0.2.60",
+                                     "1700000000", "192.0.2.61", "1700000100", "192.0.2.62",
+                                     "1700000200", "not-an-address", "1700000300",
+                                     "2001:db8:1:2::/64", "inf", "192.0.2.63", "1700000400",
+                                     "10.0.0.1/0", NULL);
+    ck_assert_ptr_nonnull(r);
+    freeReplyObject(r);
+}
+
+START_TEST(test_scan_returns_live_bans_and_skips_garbage)
 {
     mg_store_t *st = mg_test_store(&srv, NULL, 0, 0, 0);
     struct seen s;
-    unsigned skipped = 99;
-    redisReply *r;
+    unsigned skipped = 0, calls = 0;
+    uint64_t cursor = 0;
 
+    add_sample_set();
     memset(&s, 0, sizeof(s));
-    r = mg_test_redis_do(&srv, "ZADD", "mailguard:bans", "1699999990", "192.0.2.60",
-                         "1700000000", "192.0.2.61", "1700000100", "192.0.2.62",
-                         "1700000200", "not-an-address", "1700000300", "2001:db8:1:2::/64",
-                         "inf", "192.0.2.63", "1700000400", "10.0.0.1/0", NULL);
-    ck_assert_ptr_nonnull(r);
-    freeReplyObject(r);
-    ck_assert_int_eq(mg_store_list(st, 1700000000, collect, &s, &skipped), 0);
+    do {
+        ck_assert_int_eq(mg_store_scan(st, &cursor, 2, 1700000000, collect, &s, &skipped), 0);
+        calls++;
+    } while (cursor != 0 && calls < 100);
+    ck_assert_uint_eq(cursor, 0);
     ck_assert_uint_eq(skipped, 2);
+    /* ended bans (expiry <= now) are not handed on */
     ck_assert_uint_eq(s.n, 3);
-    ck_assert_str_eq(s.text[0], "192.0.2.62");
-    ck_assert_int_eq(s.expiry[0], 1700000100);
-    ck_assert_str_eq(s.text[1], "2001:db8:1:2::/64");
-    ck_assert_int_eq(s.expiry[1], 1700000300);
-    ck_assert_str_eq(s.text[2], "192.0.2.63");
-    ck_assert_int_eq(s.expiry[2], MG_EXPIRY_NEVER);
-    /* expired members (expiry <= now) were pruned, garbage is left alone */
-    ck_assert_int_eq(mg_test_redis_int(&srv, "ZCARD", "mailguard:bans", NULL), 5);
-    ck_assert_int_eq(mg_test_redis_int(&srv, "ZSCORE", "mailguard:bans", "192.0.2.61", NULL), -1);
-    /* a callback can stop the walk; that is reported */
+    ck_assert(seen_has(&s, "192.0.2.62", 1700000100));
+    ck_assert(seen_has(&s, "2001:db8:1:2::/64", 1700000300));
+    ck_assert(seen_has(&s, "192.0.2.63", MG_EXPIRY_NEVER));
+    /* a callback can stop the page; that is reported */
     memset(&s, 0, sizeof(s));
     s.stop_after = 1;
-    ck_assert_int_eq(mg_store_list(st, 1700000000, collect, &s, NULL), -1);
+    cursor = 0;
+    ck_assert_int_eq(mg_store_scan(st, &cursor, 100, 1700000000, collect, &s, NULL), -1);
     ck_assert_ptr_nonnull(strstr(mg_store_error(st), "stopped"));
     ck_assert_uint_eq(s.n, 1);
-    /* fn NULL just counts */
-    ck_assert_int_eq(mg_store_list(st, 1700000250, NULL, NULL, &skipped), 0);
-    ck_assert_uint_eq(skipped, 1);
+    mg_store_free(st);
+}
+END_TEST
+
+START_TEST(test_range_lists_in_expiry_order_across_ties)
+{
+    mg_store_t *st = mg_test_store(&srv, NULL, 0, 0, 0);
+    mg_store_range_pos_t pos = { 1700000000 + 1, 0 };
+    struct seen s;
+    unsigned got = 0, skipped = 0, pages = 0;
+    redisReply *r;
+
+    add_sample_set();
+    /* three permanent bans: pages of one must walk through the tie */
+    r = mg_test_redis_do(&srv, "ZADD", "mailguard:bans", "inf", "192.0.2.64", "inf",
+                         "192.0.2.65", NULL);
+    freeReplyObject(r);
+    memset(&s, 0, sizeof(s));
+    do {
+        ck_assert_int_eq(mg_store_range(st, &pos, 1, collect, &s, &got, &skipped), 0);
+        pages++;
+    } while (got == 1 && pages < 20);
+    ck_assert_uint_eq(skipped, 2);
+    ck_assert_uint_eq(s.n, 5);
+    ck_assert_str_eq(s.text[0], "192.0.2.62");
+    ck_assert_str_eq(s.text[1], "2001:db8:1:2::/64");
+    ck_assert_str_eq(s.text[2], "192.0.2.63");
+    ck_assert_str_eq(s.text[3], "192.0.2.64");
+    ck_assert_str_eq(s.text[4], "192.0.2.65");
+    ck_assert_int_eq(s.expiry[4], MG_EXPIRY_NEVER);
+    mg_store_free(st);
+}
+END_TEST
+
+START_TEST(test_prune_drops_ended_bans_a_bounded_number_at_a_time)
+{
+    mg_store_t *st = mg_test_store(&srv, NULL, 0, 0, 0);
+    mg_addr_t a = addr("192.0.2.66");
+    unsigned removed = 99;
+
+    add_sample_set();
+    ck_assert_int_eq(mg_store_prune(st, 1700000000, 1, &removed), 0);
+    ck_assert_uint_eq(removed, 1);
+    ck_assert_int_eq(mg_store_prune(st, 1700000000, 10, &removed), 0);
+    ck_assert_uint_eq(removed, 1);
+    ck_assert_int_eq(mg_store_prune(st, 1700000000, 10, &removed), 0);
+    ck_assert_uint_eq(removed, 0);
+    ck_assert_int_eq(mg_test_redis_int(&srv, "ZSCORE", "mailguard:bans", "192.0.2.61", NULL), -1);
+    ck_assert_int_eq(mg_test_redis_int(&srv, "ZCARD", "mailguard:bans", NULL), 5);
+    /* the scripts' count follows a prune: a ban and an unban keep it equal
+     * to ZCARD once it was right */
+    ck_assert_int_eq(mg_store_resync(st, 0, NULL), 0);
+    ck_assert_int_eq(mg_store_ban(st, &a, 1800000000, "manual"), 0);
+    ck_assert_int_eq(mg_store_prune(st, 1700000150, 10, &removed), 0);
+    ck_assert_uint_eq(removed, 1);
+    ck_assert_int_eq(mg_store_unban(st, &a, NULL), 0);
+    {
+        mg_store_logstate_t ls;
+        ck_assert_int_eq(mg_store_check(st, 1700000150, &ls), 0);
+        ck_assert_int_eq(ls.card, (int64_t)ls.zcard);
+        ck_assert_uint_eq(ls.zcard, 4);
+    }
     mg_store_free(st);
 }
 END_TEST
@@ -384,7 +458,10 @@ START_TEST(test_history_garbage_is_an_error)
     /* a wrong type is a Redis error; the connection stays usable */
     r = mg_test_redis_do(&srv, "SET", "mailguard:bans", "x", NULL);
     freeReplyObject(r);
-    ck_assert_int_eq(mg_store_list(st, 1, NULL, NULL, NULL), -1);
+    {
+        uint64_t cursor = 0;
+        ck_assert_int_eq(mg_store_scan(st, &cursor, 10, 1, NULL, NULL, NULL), -1);
+    }
     ck_assert_ptr_nonnull(strstr(mg_store_error(st), "WRONGTYPE"));
     ck_assert_int_eq(mg_store_connected(st), 1);
     ck_assert_int_eq(mg_store_ping(st), 0);
@@ -841,17 +918,22 @@ START_TEST(test_auth_with_acl_user)
 
     ck_assert_int_eq(mg_test_redis_start(&own, NULL), 0);
     /* the least a store needs, as the README documents it */
+    /* (two calls: the helper takes at most 32 arguments) */
     r = mg_test_redis_do(&own, "ACL", "SETUSER", "guard", "reset", "on", ">s3cr3t-Pw",
                          "~mailguard:*", "&mailguard:events", "+ping", "+select", "+evalsha",
-                         "+eval", "+script|load", "+hget", "+subscribe", "+zadd", "+zrem",
-                         "+zrange", "+zrangebyscore", "+zremrangebyscore", "+zscore",
-                         "+zcount", "+zcard", "+del", "+pexpire", "+expire", "+hincrby",
-                         "+hset", "+publish", NULL);
+                         "+eval", "+script|load", "+get", "+set", "+incr", "+decrby", "+hget",
+                         "+subscribe", "+zadd", "+zrem", "+zrange", NULL);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_int_eq(r->type, REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+    r = mg_test_redis_do(&own, "ACL", "SETUSER", "guard", "+zremrangebyscore", "+zscore",
+                         "+zcount", "+zcard", "+zscan", "+del", "+pexpire", "+expire",
+                         "+hincrby", "+hset", "+publish", "+xadd", "+xread", "+xrevrange", NULL);
     ck_assert_ptr_nonnull(r);
     ck_assert_int_eq(r->type, REDIS_REPLY_STATUS);
     freeReplyObject(r);
     st = mg_test_store(&own, "guard:s3cr3t-Pw", 0, 0, 0);
-    ck_assert_int_eq(mg_store_ban(st, &a, 2000000000, "manual"), 0);
+    ck_assert_msg(mg_store_ban(st, &a, 2000000000, "manual") == 0, "%s", mg_store_error(st));
     ck_assert_int_eq(mg_test_redis_int(&own, "ZCARD", "mailguard:bans", NULL), 1);
     {
         mg_store_t *sub = mg_test_store(&own, "guard:s3cr3t-Pw", 0, 0, 0);
@@ -873,7 +955,18 @@ START_TEST(test_auth_with_acl_user)
         ck_assert_int_eq(banned, 1);
         ck_assert_int_eq(mg_store_history(st, &b, &n), 0);
         ck_assert_uint_eq(n, 1);
-        ck_assert_int_eq(mg_store_list(st, 1700000000, NULL, NULL, NULL), 0);
+        {
+            uint64_t cursor = 0;
+            mg_store_logstate_t ls;
+            unsigned got = 0, pruned = 0;
+            mg_store_range_pos_t pos = { 1, 0 };
+            ck_assert_int_eq(mg_store_scan(st, &cursor, 10, 1700000000, NULL, NULL, NULL), 0);
+            ck_assert_int_eq(mg_store_range(st, &pos, 10, NULL, NULL, &got, NULL), 0);
+            ck_assert_int_eq(mg_store_check(st, 1700000000, &ls), 0);
+            ck_assert_int_eq(mg_store_prune(st, 1700000000, 10, &pruned), 0);
+            ck_assert_int_eq(mg_store_resync(st, 1, NULL), 0);
+            ck_assert_uint_gt(ls.logseq, 0);
+        }
         ck_assert_int_eq(mg_store_unban(st, &b, &removed), 0);
         ck_assert_int_eq(mg_store_unban_all(st, &n), 0);
         ck_assert_int_eq(mg_store_ping(st), 0);
@@ -953,7 +1046,10 @@ START_TEST(test_connection_refused)
     unsigned n;
     ck_assert_int_eq(mg_store_unban_all(st, &n), -1);
     ck_assert_int_eq(mg_store_history(st, &a, &n), -1);
-    ck_assert_int_eq(mg_store_list(st, 1, NULL, NULL, NULL), -1);
+    {
+        uint64_t cursor = 0;
+        ck_assert_int_eq(mg_store_scan(st, &cursor, 10, 1, NULL, NULL, NULL), -1);
+    }
     mg_store_free(st);
     mg_store_free(NULL);
 }
@@ -1025,7 +1121,9 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_escalation_doubles_and_caps);
     tcase_add_test(tc, test_ban_only_raises_and_inf);
     tcase_add_test(tc, test_is_banned_and_unban);
-    tcase_add_test(tc, test_list_prunes_and_skips_garbage);
+    tcase_add_test(tc, test_scan_returns_live_bans_and_skips_garbage);
+    tcase_add_test(tc, test_range_lists_in_expiry_order_across_ties);
+    tcase_add_test(tc, test_prune_drops_ended_bans_a_bounded_number_at_a_time);
     tcase_add_test(tc, test_history_garbage_is_an_error);
     tcase_add_test(tc, test_bad_arguments_refused);
     tcase_add_test(tc, test_200_failures_8_clients_one_ban_maxretry_200);

@@ -1,3 +1,4 @@
+#!lua flags=no-writes
 -- is_banned: whether one member holds a live ban.
 --
 -- ARGV: prefix, addr, now (Unix s).  Returns the expiry as text ("inf"

@@ -1,3 +1,4 @@
+#!lua
 -- record_failure: count failed logins and ban on reaching maxretry.
 --
 -- ARGV: prefix, jail, maxretry, findtime (s), bantime (s), increment (0/1),
@@ -28,7 +29,8 @@
 --   * A ban only ever raises the score in P.."bans" (+inf stays), the
 --     history P.."history:"..addr {count, last} is kept for
 --     max(30 days, 2 * maxtime) after the last ban, far beyond the ban
---     itself, and "ban <addr> <expiry> <jail>" is published on P.."events".
+--     itself, and "ban <addr> <expiry> <jail>" is published on P.."events"
+--     and appended to the change log (include/changelog.lua).
 -- A lone failure is pruned, added, counted and expired in place (four
 -- commands).  A group of k > 1 failures of one address reads its window
 -- once, applies them in order here and writes back only the change, so it
@@ -38,6 +40,7 @@
 --
 -- Returns a flat array, per failure in ARGV order: count, expiry ("0" when
 -- no ban), bans in the history including this one (0 when no ban).
+-- #include changelog.lua
 local function int(x)
     return string.format('%.0f', x)
 end
@@ -54,7 +57,6 @@ local increment = ARGV[6] == '1'
 local factor = tonumber(ARGV[7])
 local maxtime = tonumber(ARGV[8])
 local bans = prefix .. 'bans'
-local events = prefix .. 'events'
 local wprefix = prefix .. 'fail:' .. jail .. ':'
 local hprefix = prefix .. 'history:'
 local findtxt = int(findms)
@@ -79,11 +81,13 @@ local function ban(addr, now)
     end
     local score = int(nows + d)
     -- the present score (if any) has expired: this raises it
-    call('ZADD', bans, 'GT', score, addr)
+    if call('ZADD', bans, 'GT', score, addr) == 1 then
+        call('INCR', prefix .. 'card')
+    end
     local hcount = call('HINCRBY', h, 'count', 1)
     call('HSET', h, 'last', int(nows))
     call('EXPIRE', h, keep)
-    call('PUBLISH', events, 'ban ' .. addr .. ' ' .. score .. ' ' .. jail)
+    announce(prefix, 'ban ' .. addr .. ' ' .. score .. ' ' .. jail)
     return score, hcount
 end
 

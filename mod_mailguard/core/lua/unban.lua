@@ -1,10 +1,20 @@
--- unban: lift one ban.
+#!lua
+-- unban: lift bans.
 --
--- ARGV: prefix, addr.  Removes addr from P.."bans" and, when it was there,
--- publishes "unban <addr>".  The ban history stays (it still escalates the
--- next ban).  Returns 1 when a ban was removed, 0 otherwise.
-local removed = redis.call('ZREM', ARGV[1] .. 'bans', ARGV[2])
-if removed == 1 then
-    redis.call('PUBLISH', ARGV[1] .. 'events', 'unban ' .. ARGV[2])
+-- ARGV: prefix, then one or more addresses.  Each one removed from
+-- P.."bans" is announced as "unban <addr>".  The ban history stays (it
+-- still escalates the next ban).  Returns the number removed.
+-- #include changelog.lua
+local prefix = ARGV[1]
+local bans = prefix .. 'bans'
+local removed = 0
+for i = 2, #ARGV do
+    if redis.call('ZREM', bans, ARGV[i]) == 1 then
+        removed = removed + 1
+        announce(prefix, 'unban ' .. ARGV[i])
+    end
+end
+if removed > 0 then
+    redis.call('DECRBY', prefix .. 'card', removed)
 end
 return removed

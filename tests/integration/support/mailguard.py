@@ -2,10 +2,18 @@
 
 The ban set is `<prefix>bans` (member = canonical address, score = expiry
 in Unix seconds or +inf); changes are announced on `<prefix>events` as
-`ban <addr> <expiry> <jail>` / `unban <addr>`.
+`ban <addr> <expiry> <jail>` / `unban <addr>` and logged in the stream
+`<prefix>log`, which the module's sync job and dbmail_tap follow.  Another
+host changes the set with the project's own scripts (as every program
+built on the store does); a bare ZADD/ZREM is a hand edit.
 """
+import os
+import re
 import socket
 import time
+
+LUA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..",
+                       "mod_mailguard", "core", "lua")
 
 PREFIX = "mailguard:"
 # The trusted proxy of the test servers (RemoteIPInternalProxy): requests
@@ -42,18 +50,37 @@ def live_bans(redis, prefix=PREFIX):
     return {flat[i]: float(flat[i + 1]) for i in range(0, len(flat), 2)}
 
 
+def script(name):
+    """A script of the store as Redis runs it (includes expanded), the way
+    build/embed_lua.sh builds it into the programs."""
+    out = []
+    with open(os.path.join(LUA_DIR, name + ".lua")) as f:
+        for line in f:
+            m = re.match(r"-- #include (\S+)$", line.rstrip("\n"))
+            if m:
+                with open(os.path.join(LUA_DIR, "include", m.group(1))) as inc:
+                    out.append(inc.read())
+            else:
+                out.append(line)
+    return "".join(out)
+
+
 def ban_from_elsewhere(redis, addr, expiry, jail="imap", publish=True, prefix=PREFIX):
-    """A ban written by another host: ZADD, then (optionally) PUBLISH."""
+    """A ban written by another host through the store's ban script (it is
+    published and logged).  publish=False: a bare ZADD, a hand edit."""
     score = "+inf" if expiry == float("inf") else str(int(expiry))
-    redis.cmd("ZADD", prefix + "bans", score, addr)
     if publish:
-        redis.cmd("PUBLISH", prefix + "events", "ban %s %s %s" % (addr, score.lstrip("+"), jail))
+        redis.cmd("EVAL", script("ban"), 0, prefix, jail, addr, score.lstrip("+"))
+    else:
+        redis.cmd("ZADD", prefix + "bans", score, addr)
 
 
 def unban_from_elsewhere(redis, addr, publish=True, prefix=PREFIX):
-    redis.cmd("ZREM", prefix + "bans", addr)
+    """An unban through the store's script; publish=False: a bare ZREM."""
     if publish:
-        redis.cmd("PUBLISH", prefix + "events", "unban %s" % addr)
+        redis.cmd("EVAL", script("unban"), 0, prefix, addr)
+    else:
+        redis.cmd("ZREM", prefix + "bans", addr)
 
 
 def wait_for(predicate, within, step=0.05):

@@ -1,0 +1,427 @@
+/*
+ * The ban mirror as the follower's consumer; see mg_mirror.h.
+ *
+ * Every write takes the global writer mutex briefly (one change, or one
+ * page of a snapshot), never across network I/O, so a request thread that
+ * has just made a ban never waits long.  While a snapshot is being built
+ * in the spare table, the table itself sends every other write to both
+ * tables (mg_bantable_put), so changes applied meanwhile and bans made by
+ * requests survive the switch.
+ *
+ * Never open the door: when Redis lost its data (restarted empty, or a
+ * failover lost the last writes), the snapshot keeps every live ban the
+ * mirror had that Redis no longer holds, and those are written back, a
+ * piece at a time between the follower's steps.  An unban made elsewhere
+ * while Redis was losing data is undone by that; the README says so.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "httpd.h"
+#include "http_config.h"
+#include "http_log.h"
+#include "apr_strings.h"
+#include "apr_time.h"
+
+#include "mod_mailguard.h"
+#include "mg_config.h"
+#include "mg_mirror.h"
+
+APLOG_USE_MODULE(mailguard);
+
+#define MG_RESTORED_JAIL "restored"
+/* Bans written back per call of mg_mirror_write_back: one pipelined
+ * round trip of ban scripts. */
+#define MG_WRITE_BACK 1024
+
+struct mg_mirror {
+    server_rec *s;
+    mg_follow_why_t why;        /* of the snapshot in progress */
+    mg_ban_t *back;             /* bans to write back (data loss) */
+    size_t nback, capback, backat;
+    int full_logged;            /* the overflow was logged (error, once) */
+    uint64_t seen_snapshots;
+    int64_t seen_check;
+};
+
+static apr_int64_t mg_now(void)
+{
+    return (apr_int64_t)apr_time_sec(apr_time_now());
+}
+
+mg_mirror_t *mg_mirror_new(server_rec *s)
+{
+    mg_mirror_t *m = calloc(1, sizeof(*m));
+
+    if (m != NULL) {
+        m->s = s;
+    }
+    return m;
+}
+
+void mg_mirror_free(mg_mirror_t *m)
+{
+    if (m != NULL) {
+        free(m->back);
+        free(m);
+    }
+}
+
+/* ---- the follower's callbacks ---- */
+
+static void mg_mirror_apply(void *baton, const mg_store_event_t *ev)
+{
+    mg_mirror_t *m = baton;
+    char addr[MG_ADDR_STRLEN];
+
+    if (ev->is_ban) {
+        mg_shm_put_ban(m->s, &ev->key, ev->expiry);
+    }
+    else {
+        mg_shm_del_ban(m->s, &ev->key);
+    }
+    mg_stat_inc(&mg_shm_stats()->events);
+    if (APLOGdebug(m->s)) {
+        mg_addr_format(&ev->key, addr, sizeof(addr));
+        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, m->s, "MG0065: %s %s applied",
+                     ev->is_ban ? "ban" : "unban", addr);
+    }
+}
+
+static int mg_mirror_begin(void *baton, mg_follow_why_t why)
+{
+    mg_mirror_t *m = baton;
+
+    if (mg_shm_lock(m->s) != APR_SUCCESS) {
+        return -1;
+    }
+    mg_bantable_rebuild_begin(mg_shm_bantable());
+    mg_shm_unlock(m->s);
+    m->why = why;
+    return 0;
+}
+
+static int mg_mirror_add(void *baton, const mg_ban_t *bans, size_t n)
+{
+    mg_mirror_t *m = baton;
+    mg_bantable_t *bt = mg_shm_bantable();
+    size_t i;
+
+    if (mg_shm_lock(m->s) != APR_SUCCESS) {
+        return -1;
+    }
+    for (i = 0; i < n; i++) {
+        /* A ban the table cannot take is counted by the overflow check
+         * (mg_mirror_account), which compares with Redis's own count. */
+        (void)mg_bantable_rebuild_add(bt, &bans[i].key, bans[i].expiry);
+    }
+    mg_shm_unlock(m->s);
+    return 0;
+}
+
+typedef struct mg_keep {
+    mg_mirror_t *m;
+    mg_bantable_t *bt;
+    apr_int64_t now;
+    int oom;
+} mg_keep_t;
+
+/* Bans still waiting for Redis are not in the set just read: keep them. */
+static int mg_mirror_keep_pending(void *baton, const mg_pending_ban_t *ban)
+{
+    mg_keep_t *k = baton;
+
+    if (ban->expiry > k->now) {
+        (void)mg_bantable_rebuild_add(k->bt, &ban->key, ban->expiry);
+    }
+    return 0;
+}
+
+/* After data loss: a live ban of the mirror that the snapshot lacks is
+ * kept, and queued to be written back. */
+static int mg_mirror_keep_lost(void *baton, const mg_addr_t *key, int64_t expiry)
+{
+    mg_keep_t *k = baton;
+    mg_mirror_t *m = k->m;
+
+    if (mg_bantable_rebuild_has(k->bt, key)) {
+        return 0;
+    }
+    if (m->nback == m->capback) {
+        size_t cap = m->capback ? m->capback * 2 : 1024;
+        mg_ban_t *v = realloc(m->back, cap * sizeof(*v));
+        if (v == NULL) {
+            k->oom = 1;
+            return 0;   /* still kept in the mirror, just not written back */
+        }
+        m->back = v;
+        m->capback = cap;
+    }
+    m->back[m->nback].key = *key;
+    m->back[m->nback].expiry = expiry;
+    m->nback++;
+    (void)mg_bantable_rebuild_add(k->bt, key, expiry);
+    return 0;
+}
+
+static int mg_mirror_commit(void *baton)
+{
+    mg_mirror_t *m = baton;
+    mg_bantable_t *bt = mg_shm_bantable();
+    mg_keep_t k = { m, bt, mg_now(), 0 };
+    size_t before = m->nback - m->backat;
+
+    if (mg_shm_lock(m->s) != APR_SUCCESS) {
+        return -1;
+    }
+    mg_localwin_foreach_pending(mg_shm_localwin(), mg_mirror_keep_pending, &k);
+    if (m->why == MG_SNAP_LOST) {
+        mg_bantable_foreach(bt, k.now, mg_mirror_keep_lost, &k);
+    }
+    mg_bantable_rebuild_commit(bt);
+    mg_shm_unlock(m->s);
+    mg_stat_inc(&mg_shm_stats()->syncs);
+    if (m->nback - m->backat > before) {
+        /* Info, not notice: the outage itself was already logged once. */
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, m->s,
+                     "MG0062: Redis lost %lu live ban(s) this server knows: kept, and "
+                     "written back", (unsigned long)(m->nback - m->backat - before));
+    }
+    if (k.oom) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, m->s,
+                     "MG0070: out of memory: some bans Redis lost stay enforced here but "
+                     "are not written back");
+    }
+    return 0;
+}
+
+static void mg_mirror_abort(void *baton)
+{
+    mg_mirror_t *m = baton;
+
+    if (mg_shm_lock(m->s) == APR_SUCCESS) {
+        mg_bantable_rebuild_abort(mg_shm_bantable());
+        mg_shm_unlock(m->s);
+    }
+}
+
+static void mg_mirror_note(void *baton, mg_follow_note_t what, const char *detail)
+{
+    mg_mirror_t *m = baton;
+
+    switch (what) {
+    case MG_NOTE_UP:
+        mg_breaker_report(m->s, 1, NULL);
+        break;
+    case MG_NOTE_DOWN:
+        mg_stat_inc(&mg_shm_stats()->sync_errors);
+        mg_breaker_report(m->s, 0, detail);
+        break;
+    case MG_NOTE_SNAP_BEGIN:
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, m->s,
+                     "MG0064: reading the whole ban set from Redis: %s", detail);
+        break;
+    case MG_NOTE_SNAP_DONE:
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, m->s, "MG0066: ban set read: %s", detail);
+        break;
+    case MG_NOTE_REFUSED:
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, m->s,
+                     "MG0069: refused from Redis: %s; only bans of a host or a prefix of "
+                     "at least /16 (IPv4) or /32 (IPv6) are applied", detail);
+        break;
+    case MG_NOTE_HAND_EDIT:
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, m->s,
+                     "MG0067: the ban set was changed by hand (bare ZADD/ZREM): every "
+                     "server reads it again");
+        break;
+    }
+}
+
+const mg_follow_ops_t mg_mirror_ops = {
+    mg_mirror_apply, mg_mirror_begin, mg_mirror_add, mg_mirror_commit, mg_mirror_abort,
+    mg_mirror_note
+};
+
+/* ---- writing back ---- */
+
+/* Bans made here while Redis was away, then those Redis lost. */
+int mg_mirror_write_back(mg_mirror_t *m, mg_store_t *cmd)
+{
+    mg_localwin_t *lw = mg_shm_localwin();
+    size_t n, done = 0;
+
+    if (mg_localwin_pending(lw) > 0) {
+        mg_pending_ban_t pb;
+        int got;
+
+        if (mg_shm_lock(m->s) != APR_SUCCESS) {
+            return -1;
+        }
+        got = mg_localwin_pop_ban(lw, &pb);
+        mg_shm_unlock(m->s);
+        if (got && pb.expiry > mg_now()
+            && mg_store_ban(cmd, &pb.key, pb.expiry, pb.jail) != 0) {
+            if (mg_shm_lock(m->s) == APR_SUCCESS) {
+                mg_localwin_queue_ban(lw, &pb.key, pb.expiry, pb.jail);
+                mg_shm_unlock(m->s);
+            }
+            return -1;
+        }
+        return 1;
+    }
+    if (m->backat == m->nback) {
+        return 0;
+    }
+    n = m->nback - m->backat;
+    if (n > MG_WRITE_BACK) {
+        n = MG_WRITE_BACK;
+    }
+    {
+        mg_addr_t keys[MG_WRITE_BACK];
+        int64_t exp[MG_WRITE_BACK];
+        size_t i;
+        int rc;
+
+        for (i = 0; i < n; i++) {
+            keys[i] = m->back[m->backat + i].key;
+            exp[i] = m->back[m->backat + i].expiry;
+        }
+        rc = mg_store_ban_many(cmd, MG_RESTORED_JAIL, n, keys, exp, &done);
+        m->backat += done;
+        if (rc != 0) {
+            return -1;
+        }
+    }
+    if (m->backat == m->nback) {
+        m->backat = m->nback = 0;
+        return 0;
+    }
+    return 1;
+}
+
+/* ---- the position kept across restarts ---- */
+
+/* Which log a position belongs to: the Redis address, database and key
+ * prefix, hashed (FNV-1a).  A restart with another MailGuardRedis or
+ * MailGuardKeyPrefix must not resume from a position in someone else's
+ * log. */
+static apr_uint64_t mg_mirror_origin(server_rec *s)
+{
+    const mg_store_url_t *u = mg_srv_redis_url(s);
+    const char *prefix = mg_srv_key_prefix(s);
+    apr_uint64_t h = APR_UINT64_C(14695981039346656037);
+    char buf[512];
+    apr_size_t i, n;
+
+    n = (apr_size_t)apr_snprintf(buf, sizeof(buf), "%s|%d|%s|%d|%s", u ? u->host : "",
+                                 u ? u->port : 0, u ? u->path : "", u ? u->db : 0,
+                                 prefix ? prefix : "");
+    for (i = 0; i < n && i < sizeof(buf); i++) {
+        h = (h ^ (unsigned char)buf[i]) * APR_UINT64_C(1099511628211);
+    }
+    return h;
+}
+
+int mg_mirror_saved_position(server_rec *s, char id[MG_STORE_IDLEN], uint64_t *seq)
+{
+    const mg_shm_pos_t *pos = mg_shm_position();
+
+    if (pos == NULL || !pos->valid || pos->origin != mg_mirror_origin(s)
+        || memchr(pos->id, '\0', sizeof(pos->id)) == NULL) {
+        return 0;
+    }
+    memcpy(id, pos->id, MG_STORE_IDLEN);
+    *seq = pos->seq;
+    return 1;
+}
+
+/* ---- accounting ---- */
+
+typedef struct mg_live_count {
+    apr_uint64_t n;
+} mg_live_count_t;
+
+static int mg_count_live(void *baton, const mg_addr_t *key, int64_t expiry)
+{
+    (void)key;
+    (void)expiry;
+    ((mg_live_count_t *)baton)->n++;
+    return 0;
+}
+
+/*
+ * Live bans in Redis the table does not hold, at least.  Redis counted at
+ * its last check; each change applied since can have moved that count by
+ * one, so that many are given the benefit of the doubt (under attack the
+ * shortfall of a full table is far larger).  The table's count includes
+ * ended entries until they are dropped, so the exact count (a walk of the
+ * table, as of the check's time) is taken only when that count cannot rule
+ * an overflow out.
+ */
+static apr_uint64_t mg_mirror_missing(const mg_follow_stats_t *fs)
+{
+    const mg_bantable_t *bt = mg_shm_bantable();
+    mg_live_count_t c = { 0 };
+    /* members that are not addresses, or were refused, are not missing */
+    apr_uint64_t live = fs->live > fs->unusable ? fs->live - fs->unusable : 0;
+    apr_uint64_t moved = fs->seq > fs->live_seq ? fs->seq - fs->live_seq : 0;
+
+    if (live <= mg_bantable_count(bt) && mg_bantable_count(bt) < mg_bantable_capacity(bt)) {
+        return 0;
+    }
+    mg_bantable_foreach(bt, fs->last_check, mg_count_live, &c);
+    return live > c.n + moved ? live - c.n - moved : 0;
+}
+
+void mg_mirror_account(mg_mirror_t *m, const mg_follow_t *f)
+{
+    const mg_follow_stats_t *fs = mg_follow_stats(f);
+    mg_stats_t *st = mg_shm_stats();
+    mg_shm_pos_t *pos = mg_shm_position();
+    char id[MG_STORE_IDLEN];
+    uint64_t seq;
+
+    __atomic_store_n(&st->refused, fs->refused, __ATOMIC_RELAXED);
+    __atomic_store_n(&st->live_in_redis, fs->live, __ATOMIC_RELAXED);
+    __atomic_store_n(&st->in_step, (apr_uint32_t)fs->in_step, __ATOMIC_RELAXED);
+    if (fs->last_check > 0) {
+        __atomic_store_n(&st->last_sync, (apr_int64_t)fs->last_check, __ATOMIC_RELAXED);
+    }
+    /* The position goes out only when the mirror is in step with it: a
+     * sync process that dies mid-snapshot leaves none, and its successor
+     * reads the set again. */
+    if (mg_follow_position(f, id, &seq)) {
+        if (!pos->valid || pos->seq != seq) {
+            pos->valid = 0;
+            pos->seq = seq;
+            pos->origin = mg_mirror_origin(m->s);
+            memcpy(pos->id, id, sizeof(pos->id));
+            pos->valid = 1;
+        }
+    }
+    else {
+        pos->valid = 0;
+    }
+    /* once per check or snapshot, not per step */
+    if (fs->snapshots != m->seen_snapshots || fs->last_check != m->seen_check) {
+        apr_uint64_t missing = fs->in_step ? mg_mirror_missing(fs) : 0;
+
+        m->seen_snapshots = fs->snapshots;
+        m->seen_check = fs->last_check;
+        __atomic_store_n(&st->not_mirrored, missing, __ATOMIC_RELAXED);
+        if (missing > 0 && !m->full_logged) {
+            m->full_logged = 1;
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, m->s,
+                         "MG0063: the ban table is full: this server does not enforce %"
+                         APR_UINT64_T_FMT " of the %" APR_UINT64_T_FMT " live bans in Redis "
+                         "(the shortest); raise MailGuardBanTableSize (now %u)",
+                         missing, (apr_uint64_t)fs->live,
+                         (unsigned)mg_bantable_capacity(mg_shm_bantable()));
+        }
+        else if (missing == 0 && m->full_logged) {
+            m->full_logged = 0;
+            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, m->s,
+                         "MG0076: the mirror holds every live ban again");
+        }
+    }
+}
