@@ -17,5 +17,6 @@ int tap_cmd_test(int argc, char **argv);  /* fail2ban-regex-like matcher test */
 int tap_cmd_bans(int argc, char **argv);  /* list live bans */
 int tap_cmd_ban(int argc, char **argv);
 int tap_cmd_unban(int argc, char **argv);
+int tap_cmd_resync(int argc, char **argv); /* every follower reads the set again */
 
 #endif

@@ -313,3 +313,42 @@ end:
     tap_config_free(cfg);
     return rc;
 }
+
+int tap_cmd_resync(int argc, char **argv)
+{
+    bans_opts_t o;
+    tap_config_t *cfg = NULL;
+    mg_store_t *st = NULL;
+    int rc;
+
+    if ((rc = parse_opts(argc, argv, "resync", 0, &o)) != 0) {
+        return rc;
+    }
+    if (o.help) {
+        printf("usage: dbmail_tap resync [-c FILE]\n\n"
+               "Tell every webmail server and firewall keeper to read the whole ban set\n"
+               "again: after editing it by hand in a way they cannot notice (a ZADD that\n"
+               "only changed a score, or a ZREM and a ZADD between two checks).  Each\n"
+               "reads the set in pages; at a million bans that costs Redis about a\n"
+               "second of work per reader.\n"
+               "  -c, --config FILE   configuration (default %s)\n", TAP_DEFAULT_CONFIG);
+        return 0;
+    }
+    if (o.nargs > 0) {
+        fprintf(stderr, "dbmail_tap resync: unexpected argument '%s'\n", o.args[0]);
+        return 2;
+    }
+    if (open_store("resync", o.config, &cfg, &st) != 0) {
+        return 1;
+    }
+    if (mg_store_resync(st, 1, NULL) != 0) {
+        fprintf(stderr, "dbmail_tap resync: redis: %s\n", mg_store_error(st));
+        rc = 1;
+    }
+    else {
+        printf("resync announced\n");
+    }
+    mg_store_free(st);
+    tap_config_free(cfg);
+    return rc;
+}

@@ -19,6 +19,7 @@ static const struct {
     { "bans", tap_cmd_bans, "bans [-c FILE]                       list live bans with expiry and time left" },
     { "ban", tap_cmd_ban, "ban ADDR [DURATION] [-c FILE]        ban an address or prefix by hand" },
     { "unban", tap_cmd_unban, "unban ADDR|--all [-c FILE]           lift one ban, or all of them" },
+    { "resync", tap_cmd_resync, "resync [-c FILE]                     make every follower read the ban set again" },
 };
 
 static void usage(FILE *fp)

@@ -351,29 +351,34 @@ static int mg_count_live(void *baton, const mg_addr_t *key, int64_t expiry)
 
 /*
  * Live bans in Redis the table does not hold, at least.  Redis counted at
- * its last check; each change applied since can have moved that count by
- * one, so that many are given the benefit of the doubt (under attack the
- * shortfall of a full table is far larger).  The table's count includes
- * ended entries until they are dropped, so the exact count (a walk of the
- * table, as of the check's time) is taken only when that count cannot rule
- * an overflow out.
+ * its last check, where the log then ended: until the mirror has applied
+ * that far (catching up after a cut) the two cannot be compared; each
+ * change applied beyond it can have moved the count by one, so that many
+ * are given the benefit of the doubt (under attack the shortfall of a full
+ * table is far larger).  The table's count includes ended entries until
+ * they are dropped, so the exact count (a walk of the table, as of the
+ * check's time) is taken only when that count cannot rule an overflow out.
  */
-static apr_uint64_t mg_mirror_missing(const mg_follow_stats_t *fs)
+static apr_int64_t mg_mirror_missing(const mg_follow_stats_t *fs)
 {
     const mg_bantable_t *bt = mg_shm_bantable();
     mg_live_count_t c = { 0 };
     /* members that are not addresses, or were refused, are not missing */
     apr_uint64_t live = fs->live > fs->unusable ? fs->live - fs->unusable : 0;
-    apr_uint64_t moved = fs->seq > fs->live_seq ? fs->seq - fs->live_seq : 0;
+    apr_uint64_t moved;
 
+    if (!fs->in_step || fs->seq < fs->live_seq) {
+        return -1;  /* not comparable now */
+    }
+    moved = fs->seq - fs->live_seq;
     if (live <= mg_bantable_count(bt) && mg_bantable_count(bt) < mg_bantable_capacity(bt)) {
         return 0;
     }
     mg_bantable_foreach(bt, fs->last_check, mg_count_live, &c);
-    return live > c.n + moved ? live - c.n - moved : 0;
+    return live > c.n + moved ? (apr_int64_t)(live - c.n - moved) : 0;
 }
 
-void mg_mirror_account(mg_mirror_t *m, const mg_follow_t *f)
+void mg_mirror_account(mg_mirror_t *m, mg_follow_t *f)
 {
     const mg_follow_stats_t *fs = mg_follow_stats(f);
     mg_stats_t *st = mg_shm_stats();
@@ -404,24 +409,34 @@ void mg_mirror_account(mg_mirror_t *m, const mg_follow_t *f)
     }
     /* once per check or snapshot, not per step */
     if (fs->snapshots != m->seen_snapshots || fs->last_check != m->seen_check) {
-        apr_uint64_t missing = fs->in_step ? mg_mirror_missing(fs) : 0;
+        apr_int64_t missing = mg_mirror_missing(fs);
 
+        if (missing < 0) {
+            return;     /* judged again after the next check */
+        }
         m->seen_snapshots = fs->snapshots;
         m->seen_check = fs->last_check;
-        __atomic_store_n(&st->not_mirrored, missing, __ATOMIC_RELAXED);
+        __atomic_store_n(&st->not_mirrored, (apr_uint64_t)missing, __ATOMIC_RELAXED);
         if (missing > 0 && !m->full_logged) {
             m->full_logged = 1;
             ap_log_error(APLOG_MARK, APLOG_ERR, 0, m->s,
                          "MG0063: the ban table is full: this server does not enforce %"
                          APR_UINT64_T_FMT " of the %" APR_UINT64_T_FMT " live bans in Redis "
                          "(the shortest); raise MailGuardBanTableSize (now %u)",
-                         missing, (apr_uint64_t)fs->live,
+                         (apr_uint64_t)missing, (apr_uint64_t)fs->live,
                          (unsigned)mg_bantable_capacity(mg_shm_bantable()));
         }
         else if (missing == 0 && m->full_logged) {
             m->full_logged = 0;
             ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, m->s,
                          "MG0076: the mirror holds every live ban again");
+        }
+        /* Bans left out when the table was full are not in any change to
+         * come: once there is room again (unbans, ended bans), read the set
+         * to take them in (the follower backs off if this repeats). */
+        if (missing > 0 && mg_bantable_count(mg_shm_bantable())
+                               < mg_bantable_capacity(mg_shm_bantable())) {
+            mg_follow_rebuild(f);
         }
     }
 }

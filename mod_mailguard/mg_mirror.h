@@ -29,8 +29,9 @@ extern const mg_follow_ops_t mg_mirror_ops;
 int mg_mirror_write_back(mg_mirror_t *m, mg_store_t *cmd);
 
 /* After a step: counters, the position kept for the next sync process,
- * and the bans Redis holds that the table could not take. */
-void mg_mirror_account(mg_mirror_t *m, const mg_follow_t *f);
+ * and the bans Redis holds that the table could not take (logged once;
+ * read again once the table has room). */
+void mg_mirror_account(mg_mirror_t *m, mg_follow_t *f);
 
 /* A saved position to resume from, when it belongs to this Redis and
  * prefix: 1 and id/seq, else 0. */

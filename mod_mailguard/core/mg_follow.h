@@ -87,7 +87,7 @@ typedef struct mg_follow_cfg {
     int block_ms;           /* longest XREAD wait (default 500) */
     int check_ms;           /* between checks (default 2500) */
     int retry_ms;           /* between reconnect attempts (default 1000) */
-    unsigned page;          /* members per ZSCAN page (default 1000) */
+    unsigned page;          /* members per ZSCAN page (default 500) */
     unsigned min_plen4;     /* widest IPv4 prefix accepted (default 16) */
     unsigned min_plen6;     /* widest IPv6 prefix accepted (default 32) */
 } mg_follow_cfg_t;

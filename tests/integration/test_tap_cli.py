@@ -28,7 +28,7 @@ def test_version_and_help(tap):
     assert r.returncode == 0 and r.stdout.startswith("dbmail_tap ")
     r = tap.cli("--help", config=False)
     assert r.returncode == 0
-    for cmd in ("run", "test", "bans", "ban", "unban"):
+    for cmd in ("run", "test", "bans", "ban", "unban", "resync"):
         assert "dbmail_tap %s" % cmd in r.stdout
 
 
@@ -37,6 +37,7 @@ def test_version_and_help(tap):
     ("bans", "usage: dbmail_tap bans"),
     ("ban", "usage: dbmail_tap ban ADDR"),
     ("unban", "usage: dbmail_tap unban"),
+    ("resync", "usage: dbmail_tap resync"),
 ])
 def test_every_command_has_help(tap, cmd, needle):
     r = tap.cli(cmd, "--help", config=False)
@@ -127,6 +128,31 @@ def test_unban_errors(tap):
     one_line_error(tap.cli("bans", "extra"), 2, "unexpected argument")
 
 
+def test_resync_tells_every_follower_to_read_the_set_again(tap):
+    r = tap.cli("resync")
+    assert r.returncode == 0 and r.stdout.strip() == "resync announced"
+    entries = tap.redis.cmd("XRANGE", "mailguard:log", "-", "+")
+    assert entries[-1][1][entries[-1][1].index("e") + 1] == "resync"
+    one_line_error(tap.cli("resync", "now"), 2, "unexpected argument")
+
+
+def test_bans_lists_a_large_set_in_pages_soonest_first(tap):
+    now = int(time.time())
+    args = []
+    for i in range(2500):
+        args += [now + 1000 + i // 3, "10.1.%d.%d" % (i // 250, i % 250)]
+    for i in range(0, len(args), 1000):
+        tap.redis.cmd("ZADD", "mailguard:bans", *args[i:i + 1000])
+    tap.redis.cmd("ZADD", "mailguard:bans", "+inf", "203.0.113.90", "+inf", "203.0.113.91")
+    r = tap.cli("bans")
+    assert r.returncode == 0, r.stderr
+    rows = r.stdout.splitlines()[1:-1]
+    assert len(rows) == 2502 and r.stdout.splitlines()[-1] == "2502 live bans"
+    assert len(set(x.split()[0] for x in rows)) == 2502       # none twice
+    assert rows[-1].split()[2] == "permanent" and rows[-2].split()[2] == "permanent"
+    assert rows[0].split()[0] == "10.1.0.0"
+
+
 def test_bans_hides_expired_members(tap):
     now = int(time.time())
     tap.redis.cmd("ZADD", "mailguard:bans", now - 10, "203.0.113.77")
@@ -139,7 +165,7 @@ def test_bans_hides_expired_members(tap):
 def test_commands_report_an_unreachable_redis_in_one_line(build_dir, tmp_path):
     t = TapDaemon(build_dir, tmp_path, None)
     for args in (("bans",), ("ban", "203.0.113.5", "1h"), ("unban", "203.0.113.5"),
-                 ("unban", "--all")):
+                 ("unban", "--all"), ("resync",)):
         one_line_error(t.cli(*args), 1, "redis")
 
 

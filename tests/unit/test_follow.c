@@ -27,6 +27,7 @@ typedef struct model {
     mg_follow_why_t why;
     unsigned begins, commits, aborts, applies, lost_begins, downs, ups, refused_notes;
     unsigned hand_edits;
+    unsigned fail_begins;       /* begins to refuse */
 } model_t;
 
 static int key_cmp(const mg_addr_t *x, const mg_addr_t *y)
@@ -85,6 +86,10 @@ static int m_begin(void *baton, mg_follow_why_t why)
 {
     model_t *m = baton;
 
+    if (m->fail_begins > 0) {
+        m->fail_begins--;
+        return -1;
+    }
     m->begins++;
     m->lost_begins += why == MG_SNAP_LOST;
     m->why = why;
@@ -476,14 +481,24 @@ START_TEST(test_a_consumer_that_keeps_failing_is_retried_with_back_off)
 
     settle(f, 200);
     ck_assert_uint_eq(m.begins, 1);
-    /* three rebuild requests in a row: the second waits 1 s, the third 2 s */
+    /* asked twice: one snapshot, after 1 s (a second ask does not delay it) */
     t0 = mg_test_mono_ms();
     mg_follow_rebuild(f);
     mg_follow_rebuild(f);
     while (m.begins < 2 && mg_test_mono_ms() - t0 < 5000)
         mg_follow_step(f, 20);
     ck_assert_uint_eq(m.begins, 2);
-    ck_assert_int_ge(mg_test_mono_ms() - t0, 1900);
+    ck_assert_int_ge(mg_test_mono_ms() - t0, 900);
+    ck_assert_int_lt(mg_test_mono_ms() - t0, 1900);
+    settle(f, 200);
+    /* a consumer that refuses twice: tried again after 1 s, then 2 s */
+    m.fail_begins = 2;
+    t0 = mg_test_mono_ms();
+    mg_follow_rebuild(f);
+    while (m.begins < 3 && mg_test_mono_ms() - t0 < 8000)
+        mg_follow_step(f, 20);
+    ck_assert_uint_eq(m.begins, 3);
+    ck_assert_int_ge(mg_test_mono_ms() - t0, 1000 + 1000 + 2000 - 100);
     mg_follow_free(f);
     model_free(&m);
 }
