@@ -14,6 +14,7 @@
 #include "mg_policy.h"
 #include "tap_cmd.h"
 #include "tap_match.h"
+#include "tap_scan.h"
 
 /* Distinct addresses and their counts: open addressing on the 16 bytes. */
 typedef struct slot {

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "tap_filters.h"
+#include "tap_find.h"
 
 /* Drop trailing CR, spaces and tabs (CRLF logs, padded syslog lines). */
 static size_t trim_end(const char *s, size_t n)
@@ -162,14 +163,7 @@ size_t tap_filters_lookup(const char *name, const tap_filter_t **out)
     return 0;
 }
 
-int tap_filter_exists(const char *name)
-{
-    const tap_filter_t *f[TAP_FILTERS_MAX];
-
-    return tap_filters_lookup(name, f) > 0;
-}
-
-const char *const *tap_filter_names(void)
+const char *const *tap_filters_names(void)
 {
     return names;
 }

@@ -8,7 +8,7 @@
 
 #include <stddef.h>
 #include "mg_addr.h"
-#include "tap_match.h"
+#include "tap_outcome.h"
 
 typedef tap_outcome_t (*tap_filter_fn)(const char *line, size_t len, mg_addr_t *addr);
 
@@ -26,8 +26,7 @@ typedef struct tap_filter {
 #define TAP_FILTERS_MAX 3
 size_t tap_filters_lookup(const char *name, const tap_filter_t **out);
 
-/* memmem tuned for log text (vector compare of the literal's first and
- * last bytes); in tap_scan.c. */
-const char *tap_find(const char *h, size_t n, const char *lit, size_t k);
+/* Every name tap_filters_lookup() knows, NULL-terminated. */
+const char *const *tap_filters_names(void);
 
 #endif

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "tap_filters.h"
+#include "tap_find.h"
 #include "tap_match_int.h"
 #include "tap_regex.h"
 
@@ -247,6 +248,18 @@ tap_matcher_t *tap_matcher_clone(const tap_matcher_t *m)
         }
     }
     return c;
+}
+
+int tap_filter_exists(const char *name)
+{
+    const tap_filter_t *f[TAP_FILTERS_MAX];
+
+    return tap_filters_lookup(name, f) > 0;
+}
+
+const char *const *tap_filter_names(void)
+{
+    return tap_filters_names();
 }
 
 size_t tap_matcher_count(const tap_matcher_t *m)

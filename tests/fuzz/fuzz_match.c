@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "tap_match.h"
+#include "tap_scan.h"
 
 #define SEED "login rejected: user \\[.*\\] from \\[<HOST>:\\d*\\]$"
 

@@ -21,7 +21,7 @@ flags="-g -O1 -std=gnu11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined
        -fno-sanitize-recover=all -fno-omit-frame-pointer
        -I mod_mailguard/core -I dbmail_tap"
 pcre=$(pkg-config --cflags --libs libpcre2-8 2>/dev/null || echo -lpcre2-8)
-match_src="dbmail_tap/tap_match.c dbmail_tap/tap_scan.c dbmail_tap/tap_filters.c
+match_src="dbmail_tap/tap_match.c dbmail_tap/tap_scan.c dbmail_tap/tap_filters.c dbmail_tap/tap_find.c
            dbmail_tap/tap_regex.c mod_mailguard/core/mg_addr.c"
 config_src="$match_src dbmail_tap/tap_config.c dbmail_tap/tap_ini.c
             mod_mailguard/core/mg_policy.c mod_mailguard/core/mg_store_url.c"

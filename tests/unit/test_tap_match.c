@@ -5,6 +5,7 @@
 
 #include "mg_test.h"
 #include "tap_match.h"
+#include "tap_scan.h"
 #include "tap_regex.h"
 
 #define PTR "[0x55d0c0ffee10] "
