@@ -140,6 +140,37 @@ START_TEST(stdin_and_ignored_lines)
 }
 END_TEST
 
+/* Addresses that share their leading bytes (a whole /16, IPv4-mapped
+ * IPv6) are each counted on their own, through every growth of the table. */
+START_TEST(every_address_of_a_16_is_counted_on_its_own)
+{
+    run_t r;
+    size_t cap = 70000 * 200, len = 0;
+    char *text = malloc(cap);
+
+    ck_assert_ptr_nonnull(text);
+    for (unsigned i = 0; i < 65536; i++)
+        len += (size_t)snprintf(text + len, cap - len, IMAP("u", "203.0.%u.%u:1"), i >> 8,
+                                i & 255);
+    for (unsigned i = 0; i < 3; i++)
+        len += (size_t)snprintf(text + len, cap - len, IMAP("u", "::ffff:203.0.0.1:1"));
+    len += (size_t)snprintf(text + len, cap - len, IMAP("u", "2001:db8::203.0.0.1:1"));
+    ck_assert_uint_lt(len, cap);
+    write_log(text);
+    free(text);
+    const char *argv[] = { "test", logpath, "dbmail-imap", "--top", "2" };
+
+    run_cmd(&r, NULL, 5, argv);
+    ck_assert_int_eq(r.rc, 0);
+    ck_assert_msg(strstr(r.out, "65540 read, 65540 matched") != NULL, "%s", r.out);
+    ck_assert_msg(strstr(r.out, "Addresses: 65537 distinct (top by count)") != NULL, "%s", r.out);
+    ck_assert_ptr_nonnull(strstr(r.out, "       4  203.0.0.1\n"));
+    /* ties are listed in address order: IPv4 (mapped) sorts before 2001: */
+    ck_assert_ptr_nonnull(strstr(r.out, "       1  203.0.0.0\n"));
+    unlink(logpath);
+}
+END_TEST
+
 START_TEST(exit_codes)
 {
     run_t r;
@@ -192,6 +223,7 @@ static Suite *cmd_test_suite(void)
     tcase_add_test(tc, summary_counts_and_ranks);
     tcase_add_test(tc, regex_top_and_print_missed);
     tcase_add_test(tc, stdin_and_ignored_lines);
+    tcase_add_test(tc, every_address_of_a_16_is_counted_on_its_own);
     tcase_add_test(tc, exit_codes);
     suite_add_tcase(s, tc);
     return s;
