@@ -1,8 +1,9 @@
 /*
- * `dbmail_tap test LOGFILE FILTER|REGEX [--print-missed] [--top N]`: run a
- * built-in filter or a Fail2Ban-style regex over a file and summarise,
- * like fail2ban-regex.  Exit 0 when it ran, 1 when the file cannot be
- * read, 2 on usage errors and bad regexes.
+ * `dbmail_tap test LOGFILE FILTER|REGEX [--print-missed] [--print-ignored]
+ * [--print-suspicious] [--top N]`: run a built-in filter or a
+ * Fail2Ban-style regex over a file and summarise, like fail2ban-regex.
+ * Exit 0 when it ran, 1 when the file cannot be read, 2 on usage errors
+ * and bad regexes.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -28,6 +29,7 @@ typedef struct counts {
     int oom;
     int print_missed;
     int print_ignored;
+    int print_suspicious;
 } counts_t;
 
 /* murmur3's finaliser: every input bit reaches every output bit. */
@@ -105,9 +107,11 @@ static int on_line(void *baton, tap_outcome_t o, const mg_addr_t *addr, const ch
     if (o == TAP_FAILURE) {
         if (counts_add(c, addr) != 0)
             c->oom = 1;
-    } else if ((o == TAP_MISSED && c->print_missed) || (o == TAP_IGNORED && c->print_ignored)) {
-        printf("%s| %.*s\n", o == TAP_MISSED ? "missed " : "ignored", (int)len,
-               line ? line : "");
+    } else if ((o == TAP_MISSED && c->print_missed) || (o == TAP_IGNORED && c->print_ignored)
+               || (o == TAP_SUSPICIOUS && c->print_suspicious)) {
+        printf("%s| %.*s\n", o == TAP_MISSED ? "missed    " : o == TAP_IGNORED ? "ignored   "
+                                                                          : "suspicious",
+               (int)len, line ? line : "");
     }
     return c->oom;
 }
@@ -173,13 +177,14 @@ static void usage(FILE *f)
     const char *const *names = tap_filter_names();
 
     fprintf(f, "usage: dbmail_tap test LOGFILE FILTER|REGEX [--print-missed] "
-               "[--print-ignored] [--top N]\n"
+               "[--print-ignored] [--print-suspicious] [--top N]\n"
                "  FILTER is a built-in filter:");
     for (size_t i = 0; names[i]; i++)
         fprintf(f, " %s", names[i]);
     fprintf(f, "\n  REGEX is a Fail2Ban failregex with <HOST>, e.g.\n"
                "    'login rejected: user \\[.*\\] from \\[<HOST>:\\d*\\]$'\n"
-               "  Prints lines read, matched, ignored and missed, and the addresses found.\n");
+               "  Prints lines read, matched, ignored, suspicious (lines that imitate DBMail's,\n"
+               "  or that a username's newline wrote) and missed, and the addresses found.\n");
 }
 
 /* Read the whole file through the scanner; -1 with errno on a read error. */
@@ -231,6 +236,8 @@ int tap_cmd_test(int argc, char **argv)
             c.print_missed = 1;
         } else if (strcmp(a, "--print-ignored") == 0) {
             c.print_ignored = 1;
+        } else if (strcmp(a, "--print-suspicious") == 0) {
+            c.print_suspicious = 1;
         } else if (strcmp(a, "--top") == 0) {
             const char *why;
             if (i + 1 >= argc || mg_parse_uint(argv[i + 1], 1, 1000000, &top, &why) != 0) {
@@ -290,13 +297,14 @@ int tap_cmd_test(int argc, char **argv)
     }
 
     const tap_scan_stats_t *st = tap_scanner_stats(sc);
+    uint64_t suspicious = tap_matcher_suspicious(m);
     printf("Log file:  %s\n", file);
     printf("Pattern:   %s%s\n", pattern, tap_filter_exists(pattern) ? " (built-in filter)" : "");
-    printf("Lines:     %llu read, %llu matched, %llu ignored, %llu missed"
+    printf("Lines:     %llu read, %llu matched, %llu ignored, %llu suspicious, %llu missed"
            " (%llu longer than %u bytes, in ignored)\n",
            (unsigned long long)st->lines, (unsigned long long)st->failures,
-           (unsigned long long)st->ignored,
-           (unsigned long long)(st->lines - st->failures - st->ignored),
+           (unsigned long long)st->ignored, (unsigned long long)suspicious,
+           (unsigned long long)(st->lines - st->failures - st->ignored - suspicious),
            (unsigned long long)st->toolong, (unsigned)TAP_MAX_LINE);
 
     /* compact the table and sort the addresses by count */

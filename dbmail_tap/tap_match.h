@@ -3,16 +3,16 @@
  * scanners that feed it whole blocks are in tap_scan.h.
  *
  * A matcher holds any number of failure patterns (built-in filters and
- * failregex) and ignore patterns (ignoreregex).  One line gives one outcome:
- *   TAP_MISSED   no failure pattern matched;
- *   TAP_FAILURE  a failure pattern matched and its address parsed;
- *   TAP_IGNORED  a failure pattern matched but the address did not parse
- *                (mg_addr_parse_n), or an ignoreregex matched too, or the
- *                line is longer than TAP_MAX_LINE.  Never a failure.
+ * failregex) and ignore patterns (ignoreregex).  One line gives one
+ * outcome (tap_outcome.h): missed, failure, ignored or suspicious.
  *
- * Built-in filters parse from the END of the line: the username DBMail
- * logs is attacker-controlled and not escaped, so only the last
- * "from [ADDR:PORT]" of a line ending that way is trusted.
+ * Built-in filters accept a line only in one of the shapes DBMail itself
+ * writes, for the right program, and read the address from the END of
+ * the line: the username DBMail logs is attacker-controlled and not
+ * escaped, so only the last "from [ADDR:PORT]" of a line ending that way
+ * is trusted.  A failregex matches the whole line, as Fail2Ban's does:
+ * anchoring the program is up to the regex.  What no line shows on its
+ * own, a username's newline, is the scanners' business (tap_scan.h).
  *
  * A matcher owns PCRE2 match data: it is not thread-safe.  Use one per
  * thread (tap_matcher_clone() is cheap compared with compiling).
@@ -61,13 +61,20 @@ int tap_matcher_add_ignoreregex(tap_matcher_t *m, const char *re,
 size_t tap_matcher_count(const tap_matcher_t *m);
 
 /*
- * Match one line (no newline; a trailing '\r' is tolerated).  On
- * TAP_FAILURE *addr holds the client address as logged (a host, plen
+ * Match one line on its own (no newline; a trailing '\r' is tolerated).
+ * On TAP_FAILURE *addr holds the client address as logged (a host, plen
  * 128; the caller applies the IPv6 ban prefix and the ignore list).
- * addr may be NULL.
+ * addr may be NULL.  A line that opens a login message which does not end
+ * on it is TAP_SUSPICIOUS; the lines after it are judged only by the
+ * scanners, which see them in order.
  */
 tap_outcome_t tap_match_line(tap_matcher_t *m, const char *line, size_t len,
                              mg_addr_t *addr);
+
+/* TAP_SUSPICIOUS lines the scanners reported with this matcher since it
+ * was created (not tap_match_line's): lines that imitate a DBMail failure
+ * or that a username's newline wrote. */
+uint64_t tap_matcher_suspicious(const tap_matcher_t *m);
 
 /* Transitional: the scanner's API moved to tap_scan.h; callers that still
  * get it through this header should include tap_scan.h themselves, and

@@ -2,6 +2,20 @@
  * The scanners: every line of a block or of a followed file counted, and
  * only the lines that hold a pattern's required literal handed to the
  * matcher (tap_match.h) one by one.
+ *
+ * They also see what a single line cannot show: DBMail's file log (and
+ * stderr) does not escape the username, so a username holding newlines
+ * writes lines of its own, DBMail's format included.  A login line whose
+ * message does not end on it opens a window as long as the rest of the
+ * message can be (DBMail cuts a message at TAP_DBMAIL_MSG_MAX bytes): no
+ * line starting inside the window is ever a failure, whatever it looks
+ * like or whatever closing it shows (the username can hold a closing of
+ * its own, so only the byte count ends a window); the lines that would
+ * have matched are TAP_SUSPICIOUS.  An unfinished login line inside a
+ * window may be a real one after a shorter message, so it extends the
+ * window: one forged login keeps at most about twice DBMail's limit from
+ * counting.  The window runs on into the next block of the same file
+ * through a tap_stream_t.
  */
 #ifndef TAP_SCAN_H
 #define TAP_SCAN_H
@@ -19,15 +33,17 @@ typedef struct tap_scan_stats {
     uint64_t failures;
     uint64_t ignored;    /* long lines included */
     uint64_t toolong;    /* lines longer than TAP_MAX_LINE (also in ignored) */
-} tap_scan_stats_t;      /* missed = lines - failures - ignored */
+} tap_scan_stats_t;      /* missed = lines - failures - ignored - suspicious; the
+                            suspicious ones are counted by the matcher
+                            (tap_matcher_suspicious) */
 
 /*
- * Called for each TAP_FAILURE and TAP_IGNORED line (and TAP_MISSED lines
- * too with TAP_SCAN_MISSED).  addr is valid for TAP_FAILURE only; line is
- * the text without its newline and only valid during the call (for a too
- * long line it is its first TAP_MAX_LINE bytes, or NULL with len 0 when
- * it was dropped across reads).  Return 0 to go on; non-zero stops the
- * scan after this line.
+ * Called for each TAP_FAILURE, TAP_IGNORED and TAP_SUSPICIOUS line (and
+ * TAP_MISSED lines too with TAP_SCAN_MISSED).  addr is valid for
+ * TAP_FAILURE only; line is the text without its newline and only valid
+ * during the call (for a too long line it is its first TAP_MAX_LINE
+ * bytes, or NULL with len 0 when it was dropped across reads).  Return 0
+ * to go on; non-zero stops the scan after this line.
  */
 typedef int (*tap_scan_fn)(void *baton, tap_outcome_t outcome,
                            const mg_addr_t *addr, const char *line, size_t len);
@@ -43,8 +59,21 @@ typedef int (*tap_scan_fn)(void *baton, tap_outcome_t outcome,
  * counted when it is complete here.  stats may be NULL.
  *
  * Lines that cannot contain a required literal of every failure pattern
- * are counted without being looked at one by one; only a literal hit
- * costs a full match on its line.
+ * (nor a login message's opening) are counted without being looked at
+ * one by one; only a literal hit costs a full match on its line.  stream
+ * carries the window of an unfinished DBMail message from the block that
+ * ended where buf starts (a block starts where the last one's consumed
+ * bytes ended); it must belong to this file alone.
+ */
+size_t tap_scan_block_stream(struct tap_matcher *m, tap_stream_t *stream, const char *buf,
+                             size_t len, unsigned flags, tap_scan_fn fn, void *baton,
+                             tap_scan_stats_t *stats);
+
+/*
+ * The same for callers that keep no stream of their own: the matcher
+ * keeps one, right for a matcher that scans one file.  A matcher shared
+ * by several files should get tap_scan_block_stream() with one stream per
+ * file, or a window opened in one file shortens the next block of another.
  */
 size_t tap_scan_block(struct tap_matcher *m, const char *buf, size_t len,
                       unsigned flags, tap_scan_fn fn, void *baton,
@@ -86,7 +115,8 @@ int tap_scanner_commit(tap_scanner_t *sc, size_t n);
  * of a too long line being skipped) plus lines left by a stop. */
 size_t tap_scanner_pending(const tap_scanner_t *sc);
 
-/* Forget buffered bytes and any long-line skip (truncation, rotation). */
+/* Forget buffered bytes, any long-line skip and any open window
+ * (truncation, rotation). */
 void tap_scanner_reset(tap_scanner_t *sc);
 
 /* Counters since creation. */

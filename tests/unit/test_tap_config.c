@@ -91,7 +91,7 @@ START_TEST(issue_example)
     ck_assert(!ignored(j, "203.0.113.5"));
     /* the jail's matcher is ready */
     mg_addr_t a;
-    const char *line = "[0x1] login rejected: user [bob] from [203.0.113.5:1]";
+    const char *line = "Notice: [0x1] login rejected: user [bob] from [203.0.113.5:1]";
     ck_assert_int_eq(tap_match_line(j->matcher, line, strlen(line), &a), TAP_FAILURE);
     tap_config_free(cfg);
 }
