@@ -29,15 +29,18 @@ config_src="$match_src dbmail_tap/tap_config.c dbmail_tap/tap_ini.c
 # shellcheck disable=SC2086
 $cc $flags -o "$out/fuzz_match" tests/fuzz/fuzz_match.c $match_src $pcre -lm
 # shellcheck disable=SC2086
+$cc $flags -o "$out/fuzz_forge" tests/fuzz/fuzz_forge.c $match_src $pcre -lm
+# shellcheck disable=SC2086
 $cc $flags -o "$out/fuzz_config" tests/fuzz/fuzz_config.c $config_src $pcre -lm
 
 rc=0
-for t in match config; do
+for t in match forge config; do
     corpus="$out/corpus_$t"
     mkdir -p "$corpus"
     cp -n "$here/seeds/$t/"* "$corpus/" 2>/dev/null || true
     case $t in
         match) maxlen=70000 ;;   # room for a line beyond the 64 KiB limit
+        forge) maxlen=4400 ;;    # a username past DBMail's 4094-byte message
         *) maxlen=8192 ;;
     esac
     echo "== fuzz_$t for ${secs}s"
