@@ -36,6 +36,12 @@
  * lost its real ending, so its last "from [...]" is not trusted either.
  * Lines that fail these checks but end like a failed login are
  * TAP_SUSPICIOUS: somebody's text imitates DBMail.
+ *
+ * What no reader of the file can see: a username whose first line ends
+ * in a closing of its own, followed by lines in DBMail's exact format, is
+ * byte for byte what several real logins write (README, "What remains").
+ * Through syslog, which escapes control characters, no username starts a
+ * line and these rules are exact.
  */
 #include <string.h>
 
@@ -43,7 +49,8 @@
 #include "tap_find.h"
 
 /* DBMail 2.2 formats with g_strdup_vprintf: no limit of its own.  Its
- * messages still end within the longest line the tap reads. */
+ * window takes the longest line the tap reads, far beyond any real
+ * username. */
 #define MSG_MAX_22 TAP_MAX_LINE
 
 /* Body shapes before the message (see the table above). */
