@@ -1,8 +1,9 @@
 /*
- * `dbmail_tap test LOGFILE FILTER|REGEX [--print-missed] [--top N]`: run a
- * built-in filter or a Fail2Ban-style regex over a file and summarise,
- * like fail2ban-regex.  Exit 0 when it ran, 1 when the file cannot be
- * read, 2 on usage errors and bad regexes.
+ * `dbmail_tap test LOGFILE FILTER|REGEX [--print-missed] [--print-ignored]
+ * [--print-suspicious] [--top N]`: run a built-in filter or a
+ * Fail2Ban-style regex over a file and summarise, like fail2ban-regex.
+ * Exit 0 when it ran, 1 when the file cannot be read, 2 on usage errors
+ * and bad regexes.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -14,8 +15,9 @@
 #include "mg_policy.h"
 #include "tap_cmd.h"
 #include "tap_match.h"
+#include "tap_scan.h"
 
-/* Distinct addresses and their counts: open addressing on the 16 bytes. */
+/* Distinct addresses and their counts: open addressing, linear probing. */
 typedef struct slot {
     mg_addr_t addr;
     uint64_t count;     /* 0 = empty */
@@ -27,31 +29,56 @@ typedef struct counts {
     int oom;
     int print_missed;
     int print_ignored;
+    int print_suspicious;
 } counts_t;
 
-/* Matched addresses are hosts (plen 128): the 16 bytes are the key. */
+/* murmur3's finaliser: every input bit reaches every output bit. */
+static uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    x ^= x >> 33;
+    return x;
+}
+
+/*
+ * The key is all 16 bytes and the prefix length.  Both halves go through
+ * the finaliser: IPv4 (::ffff:a.b.c.d) has a constant first half and the
+ * address in the top bytes of the second, and a multiply alone carries
+ * bits only upwards, so a hash that multiplied and kept the low bits put
+ * every address of a /16 (or all of IPv4) into a handful of slots.
+ */
 static size_t hash_addr(const mg_addr_t *a)
 {
     uint64_t x, y;
 
     memcpy(&x, a->a, 8);
     memcpy(&y, a->a + 8, 8);
-    x = (x ^ (y * 0x9e3779b97f4a7c15ULL)) * 0xff51afd7ed558ccdULL;
-    return (size_t)(x ^ (x >> 32));
+    return (size_t)mix64(x ^ mix64(y ^ ((uint64_t)a->plen << 56)));
+}
+
+static int same_addr(const mg_addr_t *a, const mg_addr_t *b)
+{
+    return a->plen == b->plen && memcmp(a->a, b->a, sizeof(a->a)) == 0;
 }
 
 static slot_t *find_slot(slot_t *s, size_t cap, const mg_addr_t *a)
 {
     size_t i = hash_addr(a) & (cap - 1);
 
-    while (s[i].count != 0 && memcmp(s[i].addr.a, a->a, sizeof(a->a)) != 0)
+    while (s[i].count != 0 && !same_addr(&s[i].addr, a))
         i = (i + 1) & (cap - 1);
     return &s[i];
 }
 
 static int counts_add(counts_t *c, const mg_addr_t *a)
 {
-    if ((c->used + 1) * 2 > c->cap) {
+    /* grown at three quarters full: with a hash that spreads, linear
+     * probes stay short, and the table stays small enough to keep its
+     * misses in the cache (1M addresses: 2M slots, 64 MB) */
+    if ((c->used + 1) * 4 > c->cap * 3) {
         size_t ncap = c->cap ? c->cap * 2 : 1024;
         slot_t *ns = calloc(ncap, sizeof(*ns));
         if (ns == NULL)
@@ -80,9 +107,11 @@ static int on_line(void *baton, tap_outcome_t o, const mg_addr_t *addr, const ch
     if (o == TAP_FAILURE) {
         if (counts_add(c, addr) != 0)
             c->oom = 1;
-    } else if ((o == TAP_MISSED && c->print_missed) || (o == TAP_IGNORED && c->print_ignored)) {
-        printf("%s| %.*s\n", o == TAP_MISSED ? "missed " : "ignored", (int)len,
-               line ? line : "");
+    } else if ((o == TAP_MISSED && c->print_missed) || (o == TAP_IGNORED && c->print_ignored)
+               || (o == TAP_SUSPICIOUS && c->print_suspicious)) {
+        printf("%s| %.*s\n", o == TAP_MISSED ? "missed    " : o == TAP_IGNORED ? "ignored   "
+                                                                          : "suspicious",
+               (int)len, line ? line : "");
     }
     return c->oom;
 }
@@ -96,18 +125,66 @@ static int by_count(const void *x, const void *y)
     return memcmp(a->addr.a, b->addr.a, sizeof(a->addr.a));
 }
 
+/* 1 when a ranks after b (fewer failures, or as many and a larger address). */
+static int after(const slot_t *a, const slot_t *b)
+{
+    return by_count(a, b) > 0;
+}
+
+static void sift_down(slot_t *h, size_t n, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < n && after(&h[l], &h[m]))
+            m = l;
+        if (r < n && after(&h[r], &h[m]))
+            m = r;
+        if (m == i)
+            return;
+        slot_t t = h[i];
+        h[i] = h[m];
+        h[m] = t;
+        i = m;
+    }
+}
+
+/*
+ * Move the top n of s[0..k) (by count, then address) to s[0..n), sorted;
+ * returns how many that is.  A heap of n whose root is the weakest kept
+ * entry: k log n, where sorting everything cost k log k and most of the
+ * time of a log with a million addresses.
+ */
+static size_t top_n(slot_t *s, size_t k, size_t n)
+{
+    if (n > k)
+        n = k;
+    if (n == 0)
+        return 0;
+    for (size_t i = n / 2; i-- > 0;)
+        sift_down(s, n, i);
+    for (size_t i = n; i < k; i++) {
+        if (after(&s[0], &s[i])) {
+            s[0] = s[i];
+            sift_down(s, n, 0);
+        }
+    }
+    qsort(s, n, sizeof(*s), by_count);
+    return n;
+}
+
 static void usage(FILE *f)
 {
     const char *const *names = tap_filter_names();
 
     fprintf(f, "usage: dbmail_tap test LOGFILE FILTER|REGEX [--print-missed] "
-               "[--print-ignored] [--top N]\n"
+               "[--print-ignored] [--print-suspicious] [--top N]\n"
                "  FILTER is a built-in filter:");
     for (size_t i = 0; names[i]; i++)
         fprintf(f, " %s", names[i]);
     fprintf(f, "\n  REGEX is a Fail2Ban failregex with <HOST>, e.g.\n"
                "    'login rejected: user \\[.*\\] from \\[<HOST>:\\d*\\]$'\n"
-               "  Prints lines read, matched, ignored and missed, and the addresses found.\n");
+               "  Prints lines read, matched, ignored, suspicious (lines that imitate DBMail's,\n"
+               "  or that a username's newline wrote) and missed, and the addresses found.\n");
 }
 
 /* Read the whole file through the scanner; -1 with errno on a read error. */
@@ -159,6 +236,8 @@ int tap_cmd_test(int argc, char **argv)
             c.print_missed = 1;
         } else if (strcmp(a, "--print-ignored") == 0) {
             c.print_ignored = 1;
+        } else if (strcmp(a, "--print-suspicious") == 0) {
+            c.print_suspicious = 1;
         } else if (strcmp(a, "--top") == 0) {
             const char *why;
             if (i + 1 >= argc || mg_parse_uint(argv[i + 1], 1, 1000000, &top, &why) != 0) {
@@ -218,13 +297,14 @@ int tap_cmd_test(int argc, char **argv)
     }
 
     const tap_scan_stats_t *st = tap_scanner_stats(sc);
+    uint64_t suspicious = tap_matcher_suspicious(m);
     printf("Log file:  %s\n", file);
     printf("Pattern:   %s%s\n", pattern, tap_filter_exists(pattern) ? " (built-in filter)" : "");
-    printf("Lines:     %llu read, %llu matched, %llu ignored, %llu missed"
+    printf("Lines:     %llu read, %llu matched, %llu ignored, %llu suspicious, %llu missed"
            " (%llu longer than %u bytes, in ignored)\n",
            (unsigned long long)st->lines, (unsigned long long)st->failures,
-           (unsigned long long)st->ignored,
-           (unsigned long long)(st->lines - st->failures - st->ignored),
+           (unsigned long long)st->ignored, (unsigned long long)suspicious,
+           (unsigned long long)(st->lines - st->failures - st->ignored - suspicious),
            (unsigned long long)st->toolong, (unsigned)TAP_MAX_LINE);
 
     /* compact the table and sort the addresses by count */
@@ -232,9 +312,9 @@ int tap_cmd_test(int argc, char **argv)
     for (size_t i = 0; i < c.cap; i++)
         if (c.s[i].count != 0)
             c.s[k++] = c.s[i];
-    qsort(c.s, k, sizeof(*c.s), by_count);
+    size_t shown = top_n(c.s, k, top);
     printf("Addresses: %zu distinct%s\n", k, k > top ? " (top by count)" : "");
-    for (size_t i = 0; i < k && i < top; i++) {
+    for (size_t i = 0; i < shown; i++) {
         char buf[MG_ADDR_STRLEN];
         mg_addr_format(&c.s[i].addr, buf, sizeof(buf));
         printf("  %8llu  %s\n", (unsigned long long)c.s[i].count, buf);

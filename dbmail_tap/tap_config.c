@@ -37,15 +37,9 @@ __attribute__((format(printf, 3, 4)))
 static int fail(ctx_t *c, unsigned line, const char *fmt, ...)
 {
     va_list ap;
-    int n;
 
-    if (c->err == NULL || c->errlen == 0)
-        return -1;
-    n = snprintf(c->err, c->errlen, "%s:%u: ", c->fname, line);
-    if (n < 0 || (size_t)n >= c->errlen)
-        return -1;
     va_start(ap, fmt);
-    vsnprintf(c->err + n, c->errlen - (size_t)n, fmt, ap);
+    tap_ini_verror(c->err, c->errlen, c->fname, line, fmt, ap);
     va_end(ap);
     return -1;
 }
@@ -115,8 +109,14 @@ static const char *single(ctx_t *c, const tap_ini_entry_t *e)
         if (e->items[i][0] == '\0')
             continue;
         if (n++ > 0) {
-            fail(c, e->item_lines[i], "%s: takes a single value, not several lines: '%s'",
-                 e->key, e->items[i]);
+            /* the redis URL is not quoted at all: it may hold a password in
+             * a form the masking does not recognise */
+            if (strcmp(e->key, "redis") == 0)
+                fail(c, e->item_lines[i], "%s: takes a single value, not several lines",
+                     e->key);
+            else
+                fail(c, e->item_lines[i], "%s: takes a single value, not several lines: '%s'",
+                     e->key, e->items[i]);
             return NULL;
         }
         v = e->items[i];

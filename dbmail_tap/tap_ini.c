@@ -20,17 +20,115 @@ __attribute__((format(printf, 3, 4)))
 static int fail(parser_t *p, unsigned line, const char *fmt, ...)
 {
     va_list ap;
-    int n = 0;
 
-    if (p->err == NULL || p->errlen == 0)
-        return -1;
-    n = snprintf(p->err, p->errlen, "%s:%u: ", p->fname, line);
-    if (n < 0 || (size_t)n >= p->errlen)
-        return -1;
     va_start(ap, fmt);
-    vsnprintf(p->err + n, p->errlen - (size_t)n, fmt, ap);
+    tap_ini_verror(p->err, p->errlen, p->fname, line, fmt, ap);
     va_end(ap);
     return -1;
+}
+
+/* Bytes that end a token of a quoted value: a password never spans them
+ * (an unencoded one would not parse as a URL either). */
+static int token_end(char ch)
+{
+    return ch == '\0' || strchr(" \t\r\n'\"", ch) != NULL;
+}
+
+static int starts_ci(const char *s, const char *word)
+{
+    for (; *word; s++, word++)
+        if (tolower((unsigned char)*s) != *word)
+            return 0;
+    return 1;
+}
+
+typedef struct out {
+    char *p;
+    size_t size, n;
+} out_t;
+
+static void put(out_t *o, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n && o->n + 1 < o->size; i++)
+        o->p[o->n++] = s[i];
+}
+
+/* One token: mask "user:PASSWORD@" (after "scheme://", all of the user
+ * info when it has no colon) and the value of "password=". */
+static void redact_token(out_t *o, const char *t, size_t n)
+{
+    static const char hint[] = "[[user]:password@]";
+    const char *at = memrchr(t, '@', n);
+    size_t i = 0;
+
+    /* the URL syntax the redis error spells out is no password */
+    if (at != NULL && memmem(t, n, hint, sizeof(hint) - 1) != NULL)
+        at = NULL;
+    if (at != NULL) {
+        const char *sep = memmem(t, (size_t)(at - t), "://", 3);
+        const char *user = sep != NULL ? sep + 3 : t;
+        const char *colon = memchr(user, ':', (size_t)(at - user));
+        const char *from = colon != NULL ? colon + 1 : (sep != NULL ? user : NULL);
+        if (from != NULL) {
+            put(o, t, (size_t)(from - t));
+            put(o, "***", 3);
+            i = (size_t)(at - t);
+        }
+    }
+    while (i < n) {
+        if (n - i >= 9 && starts_ci(t + i, "password=")) {
+            put(o, t + i, 9);
+            put(o, "***", 3);
+            i += 9;
+            while (i < n && t[i] != '&' && t[i] != '#')
+                i++;
+            continue;
+        }
+        put(o, t + i, 1);
+        i++;
+    }
+}
+
+void tap_ini_redact(const char *in, char *out, size_t size)
+{
+    out_t o = { out, size, 0 };
+
+    if (size == 0)
+        return;
+    for (size_t i = 0; in[i] != '\0';) {
+        size_t n = 0;
+        while (!token_end(in[i + n]))
+            n++;
+        if (n == 0) {
+            put(&o, in + i, 1);
+            i++;
+            continue;
+        }
+        redact_token(&o, in + i, n);
+        i += n;
+    }
+    out[o.n] = '\0';
+}
+
+void tap_ini_verror(char *err, size_t errlen, const char *fname, unsigned line,
+                    const char *fmt, va_list ap)
+{
+    char *msg = NULL;
+    int n;
+
+    if (err == NULL || errlen == 0)
+        return;
+    n = snprintf(err, errlen, "%s:%u: ", fname, line);
+    if (n < 0 || (size_t)n >= errlen)
+        return;
+    /* Formatted whole before it is cut to size, so a cut can never fall
+     * between a password and the '@' that marks it as one. */
+    if (vasprintf(&msg, fmt, ap) < 0) {
+        snprintf(err + n, errlen - (size_t)n, "(no memory for the message)");
+        return;
+    }
+    tap_ini_redact(msg, err + n, errlen - (size_t)n);
+    free(msg);
 }
 
 static int is_blank(char c)

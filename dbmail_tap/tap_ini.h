@@ -14,6 +14,7 @@
 #ifndef TAP_INI_H
 #define TAP_INI_H
 
+#include <stdarg.h>
 #include <stddef.h>
 
 typedef struct tap_ini_entry {
@@ -47,5 +48,27 @@ void tap_ini_free(tap_ini_t *ini);
 const tap_ini_section_t *tap_ini_section(const tap_ini_t *ini, const char *name);
 /* The entry for key (lower-case) in s, or NULL; s may be NULL. */
 const tap_ini_entry_t *tap_ini_get(const tap_ini_section_t *s, const char *key);
+
+/*
+ * Error messages for the configuration: "FILE:LINE: " and the formatted
+ * text into err (errlen bytes, always NUL-terminated), with every password
+ * the text quotes replaced by "***" (tap_ini_redact) before it is cut to
+ * size.  Both the INI reader and the configuration report through it, so
+ * no configuration error ever prints a password, whatever line it quotes.
+ */
+void tap_ini_verror(char *err, size_t errlen, const char *fname, unsigned line,
+                    const char *fmt, va_list ap);
+
+/*
+ * Copy in to out (size bytes, NUL-terminated, cut to fit) with the
+ * passwords it may hold masked, token by token (tokens end at blanks and
+ * quotes): the password of "scheme://user:password@host" or
+ * "user:password@host" (all of the user info after "scheme://" when it has
+ * no colon) and the value of any "password=" parameter become "***".
+ * Generous on purpose: a regex or a path that looks like user info is
+ * masked too.  The one exception is the URL syntax the redis error spells
+ * out, "[[user]:password@]".
+ */
+void tap_ini_redact(const char *in, char *out, size_t size);
 
 #endif

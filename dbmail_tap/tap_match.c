@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "tap_filters.h"
+#include "tap_find.h"
 #include "tap_match_int.h"
 #include "tap_regex.h"
 
@@ -28,6 +29,8 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
+static int update_lits(tap_matcher_t *m);
+
 tap_matcher_t *tap_matcher_new(void)
 {
     tap_matcher_t *m = calloc(1, sizeof(*m));
@@ -46,6 +49,10 @@ tap_matcher_t *tap_matcher_new(void)
         pcre2_jit_stack_assign(m->mctx, NULL, m->jstack);
     m->ovecmax = 16;
     m->prefilter = 1;
+    if (update_lits(m) != 0) {
+        tap_matcher_free(m);
+        return NULL;
+    }
     return m;
 }
 
@@ -66,6 +73,7 @@ void tap_matcher_free(tap_matcher_t *m)
         pattern_clear(&m->ign[i]);
     free(m->fail);
     free(m->ign);
+    free(m->lits);
     pcre2_match_data_free(m->md);
     pcre2_jit_stack_free(m->jstack);
     pcre2_match_context_free(m->mctx);
@@ -124,6 +132,53 @@ static void update_prefilter(tap_matcher_t *m, const tap_pattern_t *p)
         m->prefilter = 0;
 }
 
+static void add_lit(tap_lit_t *v, size_t *n, const char *s, size_t len)
+{
+    if (s == NULL || len == 0)
+        return;
+    for (size_t i = 0; i < *n; i++)
+        if (v[i].len == len && memcmp(v[i].s, s, len) == 0)
+            return;
+    v[*n].s = s;
+    v[*n].len = len;
+    (*n)++;
+}
+
+/* The scanner's literals, rebuilt after the patterns changed: each
+ * failure pattern's, then the openers of the multi-line filters the
+ * matcher runs (a line that opens an unfinished message must be looked
+ * at even when no pattern could match it): 3.x's always, 2.2's when a
+ * pattern reads 2.2's lines.  -1 on allocation failure. */
+static int update_lits(tap_matcher_t *m)
+{
+    const tap_filter_t *const *ml = tap_filters_multiline();
+    size_t cap = m->nfail, n = 0;
+    int v22 = 0;
+    unsigned detect = 0;
+
+    for (size_t i = 0; i < m->nfail; i++)
+        if (m->fail[i].filter != NULL && m->fail[i].filter->v22)
+            v22 = 1;
+    for (unsigned k = 0; ml[k]; k++) {
+        if (!ml[k]->v22 || v22)
+            detect |= 1u << k;
+        cap++;
+    }
+    tap_lit_t *v = malloc((cap ? cap : 1) * sizeof(*v));
+    if (v == NULL)
+        return -1;
+    for (size_t i = 0; i < m->nfail; i++)
+        add_lit(v, &n, m->fail[i].lit, m->fail[i].litlen);
+    for (unsigned k = 0; ml[k]; k++)
+        if (detect & (1u << k))
+            add_lit(v, &n, ml[k]->opener, strlen(ml[k]->opener));
+    free(m->lits);
+    m->lits = v;
+    m->nlits = n;
+    m->detect = detect;
+    return 0;
+}
+
 int tap_matcher_add_filter(tap_matcher_t *m, const char *name, char *err, size_t errlen)
 {
     const tap_filter_t *f[TAP_FILTERS_MAX];
@@ -149,6 +204,12 @@ int tap_matcher_add_filter(tap_matcher_t *m, const char *name, char *err, size_t
             set_err(err, errlen, "out of memory");
             return -1;
         }
+    }
+    if (update_lits(m) != 0) {
+        while (m->nfail > old)
+            pattern_clear(&m->fail[--m->nfail]);
+        set_err(err, errlen, "out of memory");
+        return -1;
     }
     return 0;
 }
@@ -180,6 +241,11 @@ int tap_matcher_add_failregex(tap_matcher_t *m, const char *re, char *err, size_
     p.src = strdup(re);
     if ((p.litlen && p.lit == NULL) || p.src == NULL || push(&m->fail, &m->nfail, &p) != 0) {
         pattern_clear(&p);
+        set_err(err, errlen, "out of memory");
+        return -1;
+    }
+    if (update_lits(m) != 0) {
+        pattern_clear(&m->fail[--m->nfail]);
         set_err(err, errlen, "out of memory");
         return -1;
     }
@@ -249,6 +315,18 @@ tap_matcher_t *tap_matcher_clone(const tap_matcher_t *m)
     return c;
 }
 
+int tap_filter_exists(const char *name)
+{
+    const tap_filter_t *f[TAP_FILTERS_MAX];
+
+    return tap_filters_lookup(name, f) > 0;
+}
+
+const char *const *tap_filter_names(void)
+{
+    return tap_filters_names();
+}
+
 size_t tap_matcher_count(const tap_matcher_t *m)
 {
     return m->nfail;
@@ -291,25 +369,81 @@ static tap_outcome_t match_regex(tap_matcher_t *m, const tap_pattern_t *p, const
     return TAP_IGNORED;
 }
 
-tap_outcome_t tap_match_line(tap_matcher_t *m, const char *line, size_t len, mg_addr_t *addr)
+/* How strongly an outcome speaks for the line: the strongest one wins. */
+static int rank(tap_outcome_t o)
 {
-    tap_outcome_t best = TAP_MISSED;
+    switch (o) {
+    case TAP_FAILURE:
+        return 3;
+    case TAP_IGNORED:
+        return 2;
+    case TAP_SUSPICIOUS:
+        return 1;
+    default:
+        return 0;
+    }
+}
 
+tap_outcome_t tap_match_eval(tap_matcher_t *m, const char *line, size_t len, mg_addr_t *addr,
+                             size_t *window)
+{
+    const tap_filter_t *const *ml = tap_filters_multiline();
+    tap_outcome_t best = TAP_MISSED;
+    unsigned asked = 0;         /* multi-line filters already run, by index in ml */
+
+    *window = 0;
     if (len > TAP_MAX_LINE)
         return TAP_IGNORED;
     if (len > 0 && line[len - 1] == '\r')
         len--;
-    for (size_t i = 0; i < m->nfail && best != TAP_FAILURE; i++) {
+    for (size_t i = 0; i < m->nfail; i++) {
         const tap_pattern_t *p = &m->fail[i];
-        tap_outcome_t o = p->filter ? p->filter->match(line, len, addr)
-                                    : match_regex(m, p, line, len, addr);
-        if (o != TAP_MISSED)
+        /* once a failure is found its address stays: later patterns get none */
+        mg_addr_t *a = best == TAP_FAILURE ? NULL : addr;
+        tap_outcome_t o;
+        if (p->filter != NULL) {
+            size_t w = 0;
+            o = p->filter->match(line, len, a, &w);
+            if (w > *window)
+                *window = w;
+            for (unsigned k = 0; ml[k]; k++)
+                if (ml[k] == p->filter)
+                    asked |= 1u << k;
+        } else {
+            if (best == TAP_FAILURE)
+                continue;       /* a regex can add nothing but a window */
+            o = match_regex(m, p, line, len, a);
+        }
+        if (rank(o) > rank(best))
             best = o;
     }
+    for (unsigned k = 0; ml[k]; k++) {
+        size_t w = 0;
+        if (!(m->detect & (1u << k)) || (asked & (1u << k))
+            || tap_find(line, len, ml[k]->opener, strlen(ml[k]->opener)) == NULL)
+            continue;
+        (void)ml[k]->match(line, len, NULL, &w);
+        if (w > *window)
+            *window = w;
+    }
+    if (*window > 0)
+        return TAP_SUSPICIOUS;
     if (best == TAP_FAILURE) {
         for (size_t i = 0; i < m->nign; i++)
             if (run(m, m->ign[i].re, line, len, 0) >= 0)
                 return TAP_IGNORED;
     }
     return best;
+}
+
+tap_outcome_t tap_match_line(tap_matcher_t *m, const char *line, size_t len, mg_addr_t *addr)
+{
+    size_t window;
+
+    return tap_match_eval(m, line, len, addr, &window);
+}
+
+uint64_t tap_matcher_suspicious(const tap_matcher_t *m)
+{
+    return m->suspicious;
 }

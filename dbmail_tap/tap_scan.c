@@ -7,18 +7,18 @@
  * searched for the patterns' literals (memmem, which skips ahead by the
  * literal's length) and the newlines are counted with a vector loop.  Only
  * a literal hit costs finding its line's bounds and a full match.
+ *
+ * The forged-line window (tap_scan.h) needs nothing from the lines
+ * skipped that way: a line without any literal is neither a failure nor
+ * the opening of a login message, so it can neither count nor open one.
+ * Only its end, a byte offset, moves from line to line.
  */
 #include <stdlib.h>
 #include <string.h>
-#ifdef __SSE2__
-#include <emmintrin.h>
-#endif
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-#define TAP_AVX2 1
-#endif
 
+#include "tap_find.h"
 #include "tap_match_int.h"
+#include "tap_scan.h"
 
 typedef struct scan {
     tap_matcher_t *m;
@@ -28,13 +28,16 @@ typedef struct scan {
     void *baton;
     tap_scan_stats_t *st;
     int stop;
+    uint64_t wend;          /* lines starting before this offset are inside a window */
 } scan_t;
 
-/* One complete line [s, s+n) whose outcome has to be known. */
-static void one_line(scan_t *sc, const char *s, size_t n)
+/* One complete line buf[start, start+n) whose outcome has to be known. */
+static void one_line(scan_t *sc, size_t start, size_t n)
 {
+    const char *s = sc->buf + start;
     mg_addr_t addr;
     tap_outcome_t o;
+    size_t window;
 
     sc->st->lines++;
     if (n > TAP_MAX_LINE) {
@@ -44,11 +47,20 @@ static void one_line(scan_t *sc, const char *s, size_t n)
             sc->stop = 1;
         return;
     }
-    o = tap_match_line(sc->m, s, n, &addr);
+    o = tap_match_eval(sc->m, s, n, &addr, &window);
+    /* inside an unfinished message the line is the username's text,
+     * whatever it looks like; an opening inside one may still be a real
+     * one, so its own window extends the current one */
+    if (start < sc->wend && o != TAP_MISSED)
+        o = TAP_SUSPICIOUS;
+    if (window > 0 && start + window > sc->wend)
+        sc->wend = start + window;
     if (o == TAP_FAILURE)
         sc->st->failures++;
     else if (o == TAP_IGNORED)
         sc->st->ignored++;
+    else if (o == TAP_SUSPICIOUS)
+        sc->m->suspicious++;
     else if (!(sc->flags & TAP_SCAN_MISSED))
         return;
     if (sc->fn && sc->fn(sc->baton, o, o == TAP_FAILURE ? &addr : NULL, s, n) != 0)
@@ -63,101 +75,6 @@ static void long_line(scan_t *sc, size_t start, size_t nl)
     if (sc->fn && sc->fn(sc->baton, TAP_IGNORED, NULL, sc->buf + start,
                          nl - start > TAP_MAX_LINE ? TAP_MAX_LINE : nl - start) != 0)
         sc->stop = 1;
-}
-
-/* Newlines in [b, b+n): byte counters summed 255 vectors at a time. */
-static uint64_t count_nl_sse(const char *b, size_t n)
-{
-    uint64_t total = 0;
-    size_t i = 0;
-
-#ifdef __SSE2__
-    const __m128i nl = _mm_set1_epi8('\n');
-    const __m128i zero = _mm_setzero_si128();
-    while (n - i >= 16) {
-        size_t blocks = (n - i) / 16;
-        if (blocks > 255)
-            blocks = 255;
-        __m128i acc = zero;
-        for (size_t j = 0; j < blocks; j++, i += 16) {
-            __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(b + i));
-            acc = _mm_sub_epi8(acc, _mm_cmpeq_epi8(v, nl));
-        }
-        __m128i sad = _mm_sad_epu8(acc, zero);
-        total += (uint64_t)_mm_cvtsi128_si32(sad) + (uint64_t)_mm_extract_epi16(sad, 4);
-    }
-#endif
-    for (; i < n; i++)
-        total += b[i] == '\n';
-    return total;
-}
-
-#ifdef TAP_AVX2
-/* The same 32 bytes at a time, where the CPU has AVX2. */
-__attribute__((target("avx2")))
-static uint64_t count_nl_avx2(const char *b, size_t n)
-{
-    uint64_t total = 0;
-    size_t i = 0;
-    const __m256i nl = _mm256_set1_epi8('\n');
-    const __m256i zero = _mm256_setzero_si256();
-
-    while (n - i >= 32) {
-        size_t blocks = (n - i) / 32;
-        if (blocks > 255)
-            blocks = 255;
-        __m256i acc = zero;
-        for (size_t j = 0; j < blocks; j++, i += 32) {
-            __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(b + i));
-            acc = _mm256_sub_epi8(acc, _mm256_cmpeq_epi8(v, nl));
-        }
-        __m256i sad = _mm256_sad_epu8(acc, zero);
-        total += (uint64_t)_mm256_extract_epi64(sad, 0) + (uint64_t)_mm256_extract_epi64(sad, 1)
-                 + (uint64_t)_mm256_extract_epi64(sad, 2) + (uint64_t)_mm256_extract_epi64(sad, 3);
-    }
-    return total + count_nl_sse(b + i, n - i);
-}
-
-__attribute__((target("avx2")))
-static const char *find_lit_avx2(const char *h, size_t n, const char *lit, size_t k)
-{
-    size_t i = 0;
-    const __m256i first = _mm256_set1_epi8(lit[0]);
-    const __m256i last = _mm256_set1_epi8(lit[k - 1]);
-
-    for (; i + k - 1 + 32 <= n; i += 32) {
-        __m256i a = _mm256_loadu_si256((const __m256i *)(const void *)(h + i));
-        __m256i z = _mm256_loadu_si256((const __m256i *)(const void *)(h + i + k - 1));
-        unsigned mask = (unsigned)_mm256_movemask_epi8(
-            _mm256_and_si256(_mm256_cmpeq_epi8(a, first), _mm256_cmpeq_epi8(z, last)));
-        while (mask != 0) {
-            size_t bit = (size_t)__builtin_ctz(mask);
-            if (memcmp(h + i + bit + 1, lit + 1, k - 2) == 0)
-                return h + i + bit;
-            mask &= mask - 1;
-        }
-    }
-    return memmem(h + i, n - i, lit, k);
-}
-
-static int have_avx2(void)
-{
-    /* a benign race: every thread computes the same answer */
-    static int avx2 = -1;
-
-    if (avx2 < 0)
-        avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
-    return avx2;
-}
-#endif
-
-static uint64_t count_nl(const char *b, size_t n)
-{
-#ifdef TAP_AVX2
-    if (have_avx2())
-        return count_nl_avx2(b, n);
-#endif
-    return count_nl_sse(b, n);
 }
 
 #define COUNT_CHUNK (255 * 16)
@@ -177,7 +94,7 @@ static size_t count_lines(scan_t *sc, size_t from, size_t to)
 
     while (i < to) {
         size_t e = to - i > COUNT_CHUNK ? i + COUNT_CHUNK : to;
-        uint64_t c = count_nl(b + i, e - i);
+        uint64_t c = tap_count_nl(b + i, e - i);
         if (c == 0) {
             i = e;
             continue;
@@ -214,46 +131,10 @@ static size_t scan_slow(scan_t *sc, size_t end)
     while (pos < end && !sc->stop) {
         const char *nl = memchr(sc->buf + pos, '\n', end - pos);
         size_t e = (size_t)(nl - sc->buf);
-        one_line(sc, sc->buf + pos, e - pos);
+        one_line(sc, pos, e - pos);
         pos = e + 1;
     }
     return pos;
-}
-
-/*
- * memmem for the literal: compare its first and last bytes 16 positions at
- * a time and check the middle only where both agree.  Log text rarely has
- * both in place, so this runs at memory speed.
- */
-const char *tap_find(const char *h, size_t n, const char *lit, size_t k)
-{
-    size_t i = 0;
-
-    if (k == 0 || n < k)
-        return NULL;
-    if (k == 1)
-        return memchr(h, lit[0], n);
-#ifdef TAP_AVX2
-    if (n >= 64 && have_avx2())
-        return find_lit_avx2(h, n, lit, k);
-#endif
-#ifdef __SSE2__
-    const __m128i first = _mm_set1_epi8(lit[0]);
-    const __m128i last = _mm_set1_epi8(lit[k - 1]);
-    for (; i + k - 1 + 16 <= n; i += 16) {
-        __m128i a = _mm_loadu_si128((const __m128i *)(const void *)(h + i));
-        __m128i z = _mm_loadu_si128((const __m128i *)(const void *)(h + i + k - 1));
-        unsigned mask = (unsigned)_mm_movemask_epi8(
-            _mm_and_si128(_mm_cmpeq_epi8(a, first), _mm_cmpeq_epi8(z, last)));
-        while (mask != 0) {
-            size_t bit = (size_t)__builtin_ctz(mask);
-            if (memcmp(h + i + bit + 1, lit + 1, k - 2) == 0)
-                return h + i + bit;
-            mask &= mask - 1;
-        }
-    }
-#endif
-    return memmem(h + i, n - i, lit, k);
 }
 
 /* Next occurrence of any pattern literal at or after pos, or end. */
@@ -262,10 +143,9 @@ static size_t next_hit(scan_t *sc, size_t *cache, size_t pos, size_t end)
     tap_matcher_t *m = sc->m;
     size_t best = end;
 
-    for (size_t k = 0; k < m->nfail; k++) {
+    for (size_t k = 0; k < m->nlits; k++) {
         if (cache[k] < pos) {
-            const char *h = tap_find(sc->buf + pos, end - pos, m->fail[k].lit,
-                                     m->fail[k].litlen);
+            const char *h = tap_find(sc->buf + pos, end - pos, m->lits[k].s, m->lits[k].len);
             cache[k] = h ? (size_t)(h - sc->buf) : end;
         }
         if (cache[k] < best)
@@ -274,57 +154,76 @@ static size_t next_hit(scan_t *sc, size_t *cache, size_t pos, size_t end)
     return best;
 }
 
-size_t tap_scan_block(tap_matcher_t *m, const char *buf, size_t len, unsigned flags,
-                      tap_scan_fn fn, void *baton, tap_scan_stats_t *stats)
+/* The scan proper, on buf[0, end) where buf[end-1] is a newline. */
+static size_t scan_lines(scan_t *sc, size_t end)
 {
-    tap_scan_stats_t dummy = { 0, 0, 0, 0 };
-    scan_t sc = { m, buf, flags, fn, baton, stats ? stats : &dummy, 0 };
-    const char *last = len ? memrchr(buf, '\n', len) : NULL;
+    tap_matcher_t *m = sc->m;
+    const char *buf = sc->buf;
 
-    if (last == NULL)
-        return 0;
-    size_t end = (size_t)(last - buf) + 1;
-    if (m->nfail == 0 && !(flags & TAP_SCAN_MISSED))
-        return count_lines(&sc, 0, end);
-    if (!m->prefilter || (flags & TAP_SCAN_MISSED))
-        return scan_slow(&sc, end);
+    if (m->nfail == 0 && !(sc->flags & TAP_SCAN_MISSED))
+        return count_lines(sc, 0, end);
+    if (!m->prefilter || (sc->flags & TAP_SCAN_MISSED))
+        return scan_slow(sc, end);
 
     size_t cache_small[8];
-    size_t *cache = m->nfail <= 8 ? cache_small : malloc(m->nfail * sizeof(*cache));
+    size_t *cache = m->nlits <= 8 ? cache_small : malloc(m->nlits * sizeof(*cache));
     if (cache == NULL)
-        return scan_slow(&sc, end);
+        return scan_slow(sc, end);
     /* cache[k]: the next hit of literal k (end: none); searched again
      * once the scan has moved past it */
-    for (size_t k = 0; k < m->nfail; k++) {
-        const char *h = tap_find(buf, end, m->fail[k].lit, m->fail[k].litlen);
+    for (size_t k = 0; k < m->nlits; k++) {
+        const char *h = tap_find(buf, end, m->lits[k].s, m->lits[k].len);
         cache[k] = h ? (size_t)(h - buf) : end;
     }
     size_t pos = 0;
     while (pos < end) {
-        size_t hit = next_hit(&sc, cache, pos, end);
+        size_t hit = next_hit(sc, cache, pos, end);
         if (hit >= end) {
-            pos = count_lines(&sc, pos, end);
+            pos = count_lines(sc, pos, end);
             break;
         }
         const char *ls = hit > pos ? memrchr(buf + pos, '\n', hit - pos) : NULL;
         size_t lstart = ls ? (size_t)(ls - buf) + 1 : pos;
         if (lstart > pos) {
-            size_t c = count_lines(&sc, pos, lstart);
-            if (sc.stop) {
+            size_t c = count_lines(sc, pos, lstart);
+            if (sc->stop) {
                 pos = c;
                 break;
             }
         }
         const char *le = memchr(buf + hit, '\n', end - hit);
         size_t lend = (size_t)(le - buf);
-        one_line(&sc, buf + lstart, lend - lstart);
+        one_line(sc, lstart, lend - lstart);
         pos = lend + 1;
-        if (sc.stop)
+        if (sc->stop)
             break;
     }
     if (cache != cache_small)
         free(cache);
     return pos;
+}
+
+size_t tap_scan_block_stream(tap_matcher_t *m, tap_stream_t *stream, const char *buf,
+                             size_t len, unsigned flags, tap_scan_fn fn, void *baton,
+                             tap_scan_stats_t *stats)
+{
+    tap_scan_stats_t dummy = { 0, 0, 0, 0 };
+    scan_t sc = { m, buf, flags, fn, baton, stats ? stats : &dummy, 0, stream->window_left };
+    const char *last = len ? memrchr(buf, '\n', len) : NULL;
+
+    if (last == NULL)
+        return 0;
+    size_t used = scan_lines(&sc, (size_t)(last - buf) + 1);
+    /* what is left of the window starts the next block, which begins
+     * where this one's consumed bytes end */
+    stream->window_left = sc.wend > used ? sc.wend - used : 0;
+    return used;
+}
+
+size_t tap_scan_block(tap_matcher_t *m, const char *buf, size_t len, unsigned flags,
+                      tap_scan_fn fn, void *baton, tap_scan_stats_t *stats)
+{
+    return tap_scan_block_stream(m, &m->stream, buf, len, flags, fn, baton, stats);
 }
 
 /* ---- the stream scanner ---- */
@@ -342,7 +241,15 @@ struct tap_scanner {
     size_t skipping;        /* bytes of a too long line dropped so far (0: none) */
     int stopped;
     tap_scan_stats_t st;
+    tap_stream_t stream;
 };
+
+/* n bytes went by without tap_scan_block_stream (a too long line being
+ * dropped): they count against the window all the same. */
+static void skipped(tap_scanner_t *sc, size_t n)
+{
+    sc->stream.window_left = sc->stream.window_left > n ? sc->stream.window_left - n : 0;
+}
 
 tap_scanner_t *tap_scanner_new(tap_matcher_t *m, unsigned flags, tap_scan_fn fn, void *baton)
 {
@@ -392,10 +299,12 @@ int tap_scanner_commit(tap_scanner_t *sc, size_t n)
         const char *nl = memchr(sc->buf + sc->start, '\n', sc->end - sc->start);
         if (nl == NULL) {
             sc->skipping += sc->end - sc->start;
+            skipped(sc, sc->end - sc->start);
             sc->start = sc->end = 0;
             return 0;
         }
         sc->skipping = 0;
+        skipped(sc, (size_t)(nl - sc->buf) + 1 - sc->start);
         sc->start = (size_t)(nl - sc->buf) + 1;
         sc->st.lines++;
         sc->st.toolong++;
@@ -407,8 +316,8 @@ int tap_scanner_commit(tap_scanner_t *sc, size_t n)
     }
     if (sc->end > sc->start) {
         size_t avail = sc->end - sc->start;
-        size_t used = tap_scan_block(sc->m, sc->buf + sc->start, avail, sc->flags, sc->fn,
-                                     sc->baton, &sc->st);
+        size_t used = tap_scan_block_stream(sc->m, &sc->stream, sc->buf + sc->start, avail,
+                                            sc->flags, sc->fn, sc->baton, &sc->st);
         sc->start += used;
         const char *nl = used < avail ? memchr(sc->buf + sc->start, '\n', sc->end - sc->start)
                                       : NULL;
@@ -420,6 +329,7 @@ int tap_scanner_commit(tap_scanner_t *sc, size_t n)
     if (sc->end - sc->start > TAP_MAX_LINE) {
         /* an unterminated line already too long: drop it as it comes */
         sc->skipping = sc->end - sc->start;
+        skipped(sc, sc->skipping);
         sc->start = sc->end = 0;
     } else if (sc->start == sc->end) {
         sc->start = sc->end = 0;
@@ -437,6 +347,7 @@ void tap_scanner_reset(tap_scanner_t *sc)
     sc->start = sc->end = 0;
     sc->skipping = 0;
     sc->stopped = 0;
+    sc->stream.window_left = 0;
 }
 
 const tap_scan_stats_t *tap_scanner_stats(const tap_scanner_t *sc)

@@ -3,15 +3,59 @@
  */
 #include "tap_state.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <libgen.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #define STATE_HEADER "# dbmail_tap state: inode offset first-line-hash path\n"
+#define TMP_INFIX ".tmp."
+
+/*
+ * Remove temporary files a crashed run left next to the statefile
+ * ("FILE.tmp.PID" of a process that is gone, or of this very PID, which
+ * has written nothing yet).  A live writer's file (another dbmail_tap on
+ * the same statefile) is left alone.  Best effort: nothing here is an
+ * error, the next save works either way.
+ */
+static void sweep_stale_temps(const char *file)
+{
+    char *dcopy = strdup(file), *bcopy = strdup(file);
+    DIR *d = NULL;
+
+    if (dcopy == NULL || bcopy == NULL)
+        goto end;
+    const char *base = basename(bcopy);
+    size_t blen = strlen(base);
+    d = opendir(dirname(dcopy));
+    if (d == NULL)
+        goto end;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        const char *n = de->d_name;
+        if (strncmp(n, base, blen) != 0 || strncmp(n + blen, TMP_INFIX, 5) != 0)
+            continue;
+        const char *digits = n + blen + 5;
+        char *end;
+        errno = 0;
+        long pid = strtol(digits, &end, 10);
+        if (end == digits || *end != '\0' || errno != 0 || pid <= 0)
+            continue;
+        if (pid == (long)getpid() || (kill((pid_t)pid, 0) != 0 && errno == ESRCH))
+            (void)unlinkat(dirfd(d), n, 0);
+    }
+end:
+    if (d != NULL)
+        closedir(d);
+    free(dcopy);
+    free(bcopy);
+}
 
 static int parse_line(char *line, tap_state_entry_t *e)
 {
@@ -70,6 +114,7 @@ int tap_state_load(const char *file, tap_state_t *st, unsigned *bad, char *err, 
     st->v = NULL;
     st->n = 0;
     *bad = 0;
+    sweep_stale_temps(file);
     fp = fopen(file, "re");
     if (fp == NULL) {
         if (errno == ENOENT) {
@@ -133,11 +178,19 @@ int tap_state_save(const char *file, const tap_state_entry_t *v, size_t n,
     FILE *fp;
     int fd, rc = -1;
 
-    if (snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", file, (long)getpid()) >= (int)sizeof(tmp)) {
+    if (snprintf(tmp, sizeof(tmp), "%s" TMP_INFIX "%ld", file, (long)getpid())
+        >= (int)sizeof(tmp)) {
         snprintf(err, errlen, "statefile path too long");
         return -1;
     }
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    /* A new file or nothing: never through a symlink planted at the
+     * temporary name, never into someone else's file.  What sits there
+     * already is a leftover of a crash with this PID (or planted): unlink
+     * removes the name, not what a symlink points to, and the second
+     * O_EXCL open fails rather than follow anything that reappears. */
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0 && errno == EEXIST && unlink(tmp) == 0)
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0) {
         snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
         return -1;

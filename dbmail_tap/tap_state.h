@@ -3,7 +3,10 @@
  * reads what was written meanwhile and nothing twice.  One text line per
  * path ("v1 INODE OFFSET HASH PATH", HASH in hex or "-"), replaced
  * atomically (temporary file, fsync, rename) so a crash leaves either the
- * old or the new state, never half of one.
+ * old or the new state, never half of one.  The temporary file,
+ * "FILE.tmp.PID", is always a new file (O_EXCL | O_NOFOLLOW): a symlink
+ * planted there is never followed; a leftover of a crash is replaced, and
+ * loading removes those of processes that are gone.
  */
 #ifndef TAP_STATE_H
 #define TAP_STATE_H
@@ -22,7 +25,8 @@ typedef struct tap_state {
 } tap_state_t;
 
 /*
- * Load file into st (empty when the file does not exist).  Lines that do
+ * Load file into st (empty when the file does not exist), after removing
+ * stale temporary files next to it.  Lines that do
  * not parse are skipped and counted in *bad.  -1 with err on an I/O error
  * other than a missing file.
  */

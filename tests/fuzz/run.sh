@@ -21,7 +21,7 @@ flags="-g -O1 -std=gnu11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined
        -fno-sanitize-recover=all -fno-omit-frame-pointer
        -I mod_mailguard/core -I dbmail_tap"
 pcre=$(pkg-config --cflags --libs libpcre2-8 2>/dev/null || echo -lpcre2-8)
-match_src="dbmail_tap/tap_match.c dbmail_tap/tap_scan.c dbmail_tap/tap_filters.c
+match_src="dbmail_tap/tap_match.c dbmail_tap/tap_scan.c dbmail_tap/tap_filters.c dbmail_tap/tap_find.c
            dbmail_tap/tap_regex.c mod_mailguard/core/mg_addr.c"
 config_src="$match_src dbmail_tap/tap_config.c dbmail_tap/tap_ini.c
             mod_mailguard/core/mg_policy.c mod_mailguard/core/mg_store_url.c"
@@ -29,15 +29,18 @@ config_src="$match_src dbmail_tap/tap_config.c dbmail_tap/tap_ini.c
 # shellcheck disable=SC2086
 $cc $flags -o "$out/fuzz_match" tests/fuzz/fuzz_match.c $match_src $pcre -lm
 # shellcheck disable=SC2086
+$cc $flags -o "$out/fuzz_forge" tests/fuzz/fuzz_forge.c $match_src $pcre -lm
+# shellcheck disable=SC2086
 $cc $flags -o "$out/fuzz_config" tests/fuzz/fuzz_config.c $config_src $pcre -lm
 
 rc=0
-for t in match config; do
+for t in match forge config; do
     corpus="$out/corpus_$t"
     mkdir -p "$corpus"
     cp -n "$here/seeds/$t/"* "$corpus/" 2>/dev/null || true
     case $t in
         match) maxlen=70000 ;;   # room for a line beyond the 64 KiB limit
+        forge) maxlen=4400 ;;    # a username past DBMail's 4094-byte message
         *) maxlen=8192 ;;
     esac
     echo "== fuzz_$t for ${secs}s"

@@ -7,6 +7,7 @@
 
 #include "mg_test.h"
 #include "tap_config.h"
+#include "tap_ini.h"
 
 static tap_config_t *parse_ok(const char *text)
 {
@@ -90,7 +91,7 @@ START_TEST(issue_example)
     ck_assert(!ignored(j, "203.0.113.5"));
     /* the jail's matcher is ready */
     mg_addr_t a;
-    const char *line = "[0x1] login rejected: user [bob] from [203.0.113.5:1]";
+    const char *line = "Notice: [0x1] login rejected: user [bob] from [203.0.113.5:1]";
     ck_assert_int_eq(tap_match_line(j->matcher, line, strlen(line), &a), TAP_FAILURE);
     tap_config_free(cfg);
 }
@@ -312,6 +313,86 @@ START_TEST(redis_password_not_echoed)
 }
 END_TEST
 
+/* Every configuration error that quotes a line or a value: none may
+ * show the password, whichever form the URL takes. */
+START_TEST(no_config_error_prints_a_password)
+{
+    static const struct {
+        const char *text;
+        const char *frag;
+    } cases[] = {
+        { "[DEFAULT]\nredis = redis://:hunter2@h\n    redis://:hunter2@h2\n",
+          "t.conf:3: redis: takes a single value" },
+        { "[DEFAULT]\nredis =\n    unix:/run/r.sock?password=hunter2\n    x\n",
+          "t.conf:4: redis: takes a single value" },
+        { "redis = redis://u:hunter2@h\n[DEFAULT]\n", "'redis = redis://u:***@h' before any" },
+        { "[DEFAULT]\n= redis://hunter2@host\n", "no key before '=': '= redis://***@host'" },
+        { "  redis = redis://:hunter2@host/0\n", "continuation line without a key" },
+        { "[j]\nlogpath = unix:/s?db=1&password=hunter2&user=u\n",
+          "'unix:/s?db=1&password=***&user=u'" },
+        { "[DEFAULT]\nmaxretry = u:hunter2@host\n", "'u:***@host'" },
+        { "[redis://:hunter2@h]\n", "bad jail name [redis://:***@h]" },
+        { "[DEFAULT]\nredis = redis://u:hunter2@host:notaport\n",
+          "redis: not a Redis URL (redis://[[user]:password@]host" },
+    };
+    char err[TAP_CONFIG_ERRLEN];
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        tap_config_t *cfg = NULL;
+        const char *text = cases[i].text;
+        err[0] = '\0';
+        ck_assert_int_eq(tap_config_parse(text, strlen(text), "t.conf", &cfg, err, sizeof(err)),
+                         -1);
+        ck_assert_msg(strstr(err, cases[i].frag) != NULL, "'%s' not in '%s'", cases[i].frag,
+                      err);
+        ck_assert_msg(strstr(err, "hunter2") == NULL, "password in: %s", err);
+    }
+}
+END_TEST
+
+/* A message cut to a small buffer is masked before the cut: no prefix of
+ * the password survives whatever the buffer size. */
+START_TEST(a_cut_error_shows_no_part_of_a_password)
+{
+    const char *text = "[DEFAULT]\nredis redis://:hunter2hunter2@host\n";
+
+    for (size_t size = 1; size < 80; size++) {
+        tap_config_t *cfg = NULL;
+        char err[80];
+        memset(err, 'Z', sizeof(err));
+        ck_assert_int_eq(tap_config_parse(text, strlen(text), "t.conf", &cfg, err, size), -1);
+        ck_assert_uint_lt(strlen(err), size);
+        ck_assert_msg(strstr(err, "hun") == NULL, "size %zu: %s", size, err);
+    }
+}
+END_TEST
+
+START_TEST(redact_masks_user_info_and_password_parameters)
+{
+    static const char *const cases[][2] = {
+        { "redis://:pw@host", "redis://:***@host" },
+        { "redis://user:p@ss:w@host:6379/1", "redis://user:***@host:6379/1" },
+        { "redis://secret@host", "redis://***@host" },
+        { "x 'redis://u:a/b@h' y", "x 'redis://u:***@h' y" },
+        { "unix:/s?password=pw&db=2", "unix:/s?password=***&db=2" },
+        { "unix:/s?PASSWORD=pw", "unix:/s?PASSWORD=***" },
+        { "u:pw@h and bob@example.org", "u:***@h and bob@example.org" },
+        { "no secret here: [DEFAULT]", "no secret here: [DEFAULT]" },
+        { "", "" },
+    };
+    char out[128];
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        tap_ini_redact(cases[i][0], out, sizeof(out));
+        ck_assert_str_eq(out, cases[i][1]);
+    }
+    tap_ini_redact("redis://:pw@host", out, 5);
+    ck_assert_str_eq(out, "redi");
+    tap_ini_redact("abc", out, 1);
+    ck_assert_str_eq(out, "");
+}
+END_TEST
+
 START_TEST(regex_errors)
 {
     parse_bad("[j]\nfailregex = from \\[<HOST>(\n", "t.conf:2: failregex: bad regex", NULL);
@@ -436,6 +517,9 @@ static Suite *config_suite(void)
     tcase_add_test(tc, multiline_values_and_comments);
     tcase_add_test(tc, value_errors);
     tcase_add_test(tc, redis_password_not_echoed);
+    tcase_add_test(tc, no_config_error_prints_a_password);
+    tcase_add_test(tc, a_cut_error_shows_no_part_of_a_password);
+    tcase_add_test(tc, redact_masks_user_info_and_password_parameters);
     tcase_add_test(tc, regex_errors);
     tcase_add_test(tc, structure_errors);
     tcase_add_test(tc, enabled_jail_checks);

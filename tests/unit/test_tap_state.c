@@ -1,0 +1,183 @@
+/* The statefile: round trip, and a temporary file that is never followed
+ * through a symlink and survives a crash's leftovers. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "mg_test.h"
+#include "tap_state.h"
+
+static char dir[64];
+static char statefile[128];
+static char tmpname[160];
+
+static void setup(void)
+{
+    strcpy(dir, "/tmp/tap_state.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(statefile, sizeof(statefile), "%s/state", dir);
+    snprintf(tmpname, sizeof(tmpname), "%s.tmp.%ld", statefile, (long)getpid());
+}
+
+static void teardown(void)
+{
+    char cmd[128];
+
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+static void write_file(const char *path, const char *text)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, text, strlen(text)), (int)strlen(text));
+    close(fd);
+}
+
+static void read_file(const char *path, char *buf, size_t size)
+{
+    int fd = open(path, O_RDONLY);
+    ssize_t n;
+
+    ck_assert_int_ge(fd, 0);
+    n = read(fd, buf, size - 1);
+    ck_assert_int_ge(n, 0);
+    buf[n] = '\0';
+    close(fd);
+}
+
+static int exists(const char *path)
+{
+    struct stat st;
+
+    return lstat(path, &st) == 0;
+}
+
+/* Save one entry and check the statefile reads back as it. */
+static void save_and_check(void)
+{
+    tap_state_entry_t e = { (char *)"/var/log/dbmail/dbmail.log", { 42, 1234, 0xabcdef, 1 } };
+    tap_state_t st;
+    unsigned bad = 9;
+    char err[256];
+
+    ck_assert_msg(tap_state_save(statefile, &e, 1, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_eq(tap_state_load(statefile, &st, &bad, err, sizeof(err)), 0);
+    ck_assert_uint_eq(bad, 0);
+    ck_assert_uint_eq(st.n, 1);
+    const tap_follow_pos_t *p = tap_state_find(&st, "/var/log/dbmail/dbmail.log");
+    ck_assert_ptr_nonnull(p);
+    ck_assert_uint_eq(p->ino, 42);
+    ck_assert_int_eq(p->off, 1234);
+    ck_assert_uint_eq(p->hash, 0xabcdef);
+    tap_state_free(&st);
+    ck_assert(!exists(tmpname));
+}
+
+START_TEST(saved_state_reads_back)
+{
+    save_and_check();
+    /* a second save replaces the first atomically */
+    save_and_check();
+}
+END_TEST
+
+START_TEST(a_symlink_planted_at_the_temp_name_is_never_followed)
+{
+    char victim[160], buf[64];
+    struct stat st;
+
+    snprintf(victim, sizeof(victim), "%s/victim", dir);
+    write_file(victim, "precious\n");
+    ck_assert_int_eq(symlink(victim, tmpname), 0);
+    save_and_check();
+    read_file(victim, buf, sizeof(buf));
+    ck_assert_str_eq(buf, "precious\n");
+    ck_assert_int_eq(lstat(statefile, &st), 0);
+    ck_assert(S_ISREG(st.st_mode));
+    ck_assert_uint_eq(st.st_mode & 0777, 0600);
+}
+END_TEST
+
+START_TEST(a_dangling_symlink_at_the_temp_name_creates_nothing_where_it_points)
+{
+    char target[160];
+
+    snprintf(target, sizeof(target), "%s/created-through-the-link", dir);
+    ck_assert_int_eq(symlink(target, tmpname), 0);
+    save_and_check();
+    ck_assert(!exists(target));
+}
+END_TEST
+
+START_TEST(a_stale_temp_file_from_a_crash_is_replaced)
+{
+    write_file(tmpname, "v1 1 2 - /half/written\nv1 garb");
+    save_and_check();
+}
+END_TEST
+
+START_TEST(an_unremovable_temp_name_is_an_error_not_a_crash)
+{
+    char err[256];
+    tap_state_entry_t e = { (char *)"/x", { 1, 2, 0, 0 } };
+
+    ck_assert_int_eq(mkdir(tmpname, 0700), 0);
+    ck_assert_int_eq(tap_state_save(statefile, &e, 1, err, sizeof(err)), -1);
+    ck_assert_ptr_nonnull(strstr(err, tmpname));
+    ck_assert(!exists(statefile));
+}
+END_TEST
+
+START_TEST(load_removes_the_temp_files_of_processes_that_are_gone)
+{
+    char dead[200], mine[200], notpid[200], other[200], live[200];
+    tap_state_t st;
+    unsigned bad;
+    char err[256];
+
+    /* far beyond any pid_max: no such process */
+    snprintf(dead, sizeof(dead), "%s.tmp.999999999", statefile);
+    snprintf(notpid, sizeof(notpid), "%s.tmp.12ab", statefile);
+    snprintf(other, sizeof(other), "%s/elsewhere.tmp.999999999", dir);
+    snprintf(live, sizeof(live), "%s.tmp.%ld", statefile, (long)getppid());
+    strcpy(mine, tmpname);
+    write_file(dead, "x");
+    write_file(notpid, "x");
+    write_file(other, "x");
+    write_file(live, "x");
+    write_file(mine, "x");
+    ck_assert_int_eq(tap_state_load(statefile, &st, &bad, err, sizeof(err)), 0);
+    ck_assert_uint_eq(st.n, 0);
+    ck_assert(!exists(dead));
+    ck_assert(!exists(mine));
+    ck_assert(exists(live));
+    ck_assert(exists(notpid));
+    ck_assert(exists(other));
+    tap_state_free(&st);
+}
+END_TEST
+
+static Suite *state_suite(void)
+{
+    Suite *s = suite_create("tap_state");
+    TCase *tc = tcase_create("state");
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, saved_state_reads_back);
+    tcase_add_test(tc, a_symlink_planted_at_the_temp_name_is_never_followed);
+    tcase_add_test(tc, a_dangling_symlink_at_the_temp_name_creates_nothing_where_it_points);
+    tcase_add_test(tc, a_stale_temp_file_from_a_crash_is_replaced);
+    tcase_add_test(tc, an_unremovable_temp_name_is_an_error_not_a_crash);
+    tcase_add_test(tc, load_removes_the_temp_files_of_processes_that_are_gone);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+MG_TEST_MAIN(state_suite)
