@@ -76,9 +76,4 @@ tap_outcome_t tap_match_line(tap_matcher_t *m, const char *line, size_t len,
  * or that a username's newline wrote. */
 uint64_t tap_matcher_suspicious(const tap_matcher_t *m);
 
-/* Transitional: the scanner's API moved to tap_scan.h; callers that still
- * get it through this header should include tap_scan.h themselves, and
- * then this line goes. */
-#include "tap_scan.h"
-
 #endif

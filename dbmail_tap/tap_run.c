@@ -39,6 +39,7 @@
 #include "tap_follow.h"
 #include "tap_log.h"
 #include "tap_match.h"
+#include "tap_scan.h"
 #include "tap_queue.h"
 #include "tap_state.h"
 
@@ -50,9 +51,15 @@
 #define TAP_WRITER_TIMEOUT_MS 2000  /* Redis command timeout for batches */
 #define TAP_LINGER_US 2000
 
+/* The jails reading one file, each with its own stream: a DBMail message
+ * left open at the end of one block goes on at the start of the next
+ * block of the same file only (never of another file, nor of the file's
+ * next generation after a rotation). */
 typedef struct file_jails {
     uint8_t *jails;
+    tap_stream_t *streams;
     size_t n;
+    uint32_t gen;
 } file_jails_t;
 
 typedef struct run {
@@ -156,7 +163,7 @@ static void on_lines(void *baton, unsigned file, uint32_t gen, const char *buf, 
                      int64_t base_off)
 {
     run_t *r = baton;
-    const file_jails_t *fj = &r->files[file];
+    file_jails_t *fj = &r->files[file];
     tap_scan_stats_t st = { 0, 0, 0, 0 };
 
     r->cur_file = file;
@@ -167,10 +174,14 @@ static void on_lines(void *baton, unsigned file, uint32_t gen, const char *buf, 
     r->npend = 0;
     /* Each jail's scan counts the block's lines; the first one's count
      * is the daemon's line total. */
+    if (gen != fj->gen) {
+        memset(fj->streams, 0, fj->n * sizeof(*fj->streams));
+        fj->gen = gen;
+    }
     for (size_t i = 0; i < fj->n; i++) {
         r->cur_jail = fj->jails[i];
-        tap_scan_block(r->jails[fj->jails[i]]->matcher, buf, len, 0, on_match, r,
-                       i == 0 ? &st : NULL);
+        tap_scan_block_stream(r->jails[fj->jails[i]]->matcher, &fj->streams[i], buf, len, 0,
+                              on_match, r, i == 0 ? &st : NULL);
     }
     r->lines += st.lines;
     if (r->npend == 0) {
@@ -526,7 +537,9 @@ static int add_files(run_t *r, const tap_state_t *state)
                 }
                 r->files = nf;
                 r->files[n].jails = NULL;
+                r->files[n].streams = NULL;
                 r->files[n].n = 0;
+                r->files[n].gen = 0;
                 r->nfiles = n + 1;
             }
             fj = &r->files[idx];
@@ -537,10 +550,17 @@ static int add_files(run_t *r, const tap_state_t *state)
                 }
                 if (!dup) {
                     uint8_t *nj = realloc(fj->jails, fj->n + 1);
+                    tap_stream_t *ns;
                     if (nj == NULL) {
                         return -1;
                     }
                     fj->jails = nj;
+                    ns = realloc(fj->streams, (fj->n + 1) * sizeof(*ns));
+                    if (ns == NULL) {
+                        return -1;
+                    }
+                    fj->streams = ns;
+                    memset(&fj->streams[fj->n], 0, sizeof(*ns));
                     fj->jails[fj->n++] = (uint8_t)j;
                 }
             }
@@ -713,10 +733,15 @@ int tap_cmd_run(int argc, char **argv)
                     }
                 }
                 if (quit) {
+                    uint64_t suspicious = 0;
+                    for (size_t j = 0; j < r.njails; j++) {
+                        suspicious += tap_matcher_suspicious(r.jails[j]->matcher);
+                    }
                     tap_notice("MG0602: stopping: %" PRIu64 " lines, %" PRIu64
                                " failures, %" PRIu64 " ignored by ignoreip, %" PRIu64
+                               " suspicious (per jail), %" PRIu64
                                " long lines skipped, %zu queued",
-                               r.lines, r.failures, r.ignored_ip,
+                               r.lines, r.failures, r.ignored_ip, suspicious,
                                tap_follow_skipped(r.fol), tap_queue_len(r.q));
                     break;
                 }
@@ -749,6 +774,7 @@ end:
     tap_queue_free(r.q);
     for (unsigned i = 0; i < r.nfiles; i++) {
         free(r.files[i].jails);
+        free(r.files[i].streams);
     }
     free(r.files);
     free(r.pend);
