@@ -35,7 +35,7 @@
 #define MG_DEF_FACTOR        2.0
 #define MG_DEF_MAXTIME       (7 * 24 * 60 * 60)
 #define MG_DEF_V6PREFIX      64
-#define MG_DEF_TABLE_SIZE    65536
+#define MG_DEF_TABLE_SIZE    1048576   /* 132 MiB reserved; pages used as bans arrive */
 #define MG_DEF_SYNC_INTERVAL 5
 
 /* Bounds: generous, but a value outside them is a typo, not a wish. */
@@ -659,7 +659,7 @@ const command_rec mg_cmds[] = {
     AP_INIT_TAKE1("MailGuardDenyStatus", mg_set_deny_status, NULL, MG_DIRSCOPE,
                   "HTTP status for a banned client, 400-599 (default 403)"),
     AP_INIT_TAKE1("MailGuardBanTableSize", mg_set_table_size, NULL, RSRC_CONF,
-                  "Capacity of the shared-memory ban mirror (default 65536)"),
+                  "Capacity of the shared-memory ban mirror (default 1048576)"),
     AP_INIT_TAKE1("MailGuardSyncInterval", mg_set_duration, (void *)(apr_uintptr_t)MG_DUR_SYNC, RSRC_CONF,
                   "Full resync of the ban mirror from Redis (default 5s)"),
     {NULL}

@@ -79,6 +79,7 @@
 #include "mg_bantable.h"
 
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -112,6 +113,7 @@ typedef struct mg_bt_meta {
     uint64_t v6bits[3];     /* bit n: an IPv6 entry of prefix n (0..128) */
     uint32_t used;          /* USED slots (readers may peek, relaxed) */
     uint32_t tombs;         /* writer only */
+    uint32_t dirty;         /* writer only: a slot was written since the last clear */
     uint32_t per_len[2][129];  /* writer only: entries per [v4?][plen] */
 } mg_bt_meta_t;
 
@@ -460,19 +462,61 @@ MG_BT_INLINE int mg_bt_find_r(const mg_bantable_t *t, unsigned which, uint64_t h
 
 /* ---- table maintenance (writer) ---- */
 
+/*
+ * Give the memory pages lying wholly inside [p, p + len) back to the
+ * system: from then on they read as zero, in every process mapping them,
+ * and cost nothing until written again.  Only shared memory allows it
+ * (MADV_REMOVE); *lo..*hi is the byte range released (empty when none), the
+ * caller clears the rest by hand.  A reader of a released page sees zeros,
+ * exactly what clearing by hand would have written.
+ */
+static void mg_bt_release(void *p, size_t len, size_t *lo, size_t *hi)
+{
+    *lo = *hi = 0;
+#if defined(__linux__) && defined(MADV_REMOVE)
+    {
+        long pg = sysconf(_SC_PAGESIZE);
+        uintptr_t base = (uintptr_t)p, a, b;
+
+        if (pg <= 0) {
+            return;
+        }
+        a = (base + (uintptr_t)pg - 1) & ~((uintptr_t)pg - 1);
+        b = (base + len) & ~((uintptr_t)pg - 1);
+        if (b > a && madvise((void *)a, b - a, MADV_REMOVE) == 0) {
+            *lo = a - base;
+            *hi = b - base;
+        }
+    }
+#else
+    (void)p;
+    (void)len;
+#endif
+}
+
 static void mg_bt_clear(mg_bantable_t *t, unsigned which)
 {
     mg_bt_slot_t *tab = mg_bt_table(t, which);
     mg_bt_meta_t *m = &t->meta[which];
     uint64_t *filt = mg_bt_filter(t, which);
-    size_t w, nw = mg_bt_filter_bytes(t->nslots) / 8;
+    size_t w, nw = mg_bt_filter_bytes(t->nslots) / 8, lo, hi;
     uint32_t i;
 
     /* Orders the flip that retired this table before every zero a late
      * reader may load (see the header comment). */
     __atomic_thread_fence(__ATOMIC_RELEASE);
-    for (w = 0; w < nw; w++) {
-        __atomic_store_n(&filt[w], 0, __ATOMIC_RELAXED);
+    if (m->dirty) {
+        /* Most of a large table goes back to the system at once instead of
+         * being written slot by slot, and a mostly empty one costs no
+         * memory afterwards. */
+        mg_bt_release(filt, nw * 8, &lo, &hi);
+        for (w = 0; w < nw; w++) {
+            if (w * 8 >= lo && w * 8 + 8 <= hi) {
+                w = hi / 8 - 1;     /* released: zero already */
+                continue;
+            }
+            __atomic_store_n(&filt[w], 0, __ATOMIC_RELAXED);
+        }
     }
 
     __atomic_store_n(&m->v4bits, 0, __ATOMIC_RELAXED);
@@ -482,11 +526,21 @@ static void mg_bt_clear(mg_bantable_t *t, unsigned which)
     mg_bt_set_used(m, 0);
     m->tombs = 0;
     memset(m->per_len, 0, sizeof(m->per_len));
+    if (!m->dirty) {
+        return;     /* never written since it was last cleared: all empty */
+    }
+    mg_bt_release(tab, (size_t)t->nslots * sizeof(*tab), &lo, &hi);
     for (i = 0; i < t->nslots; i++) {
+        size_t off = (size_t)i * sizeof(*tab);
+        if (off >= lo && off + sizeof(*tab) <= hi) {
+            i = (uint32_t)(hi / sizeof(*tab)) - 1;
+            continue;
+        }
         if (tab[i].tag != MG_SLOT_EMPTY || (tab[i].seq & 1U)) {
             mg_bt_write(&tab[i], MG_SLOT_EMPTY, 0, 0, 0);
         }
     }
+    m->dirty = 0;
 }
 
 static int mg_bt_remove(mg_bantable_t *t, unsigned which, const mg_bt_key_t *k);
@@ -562,6 +616,7 @@ static int mg_bt_insert(mg_bantable_t *t, unsigned which, const mg_bt_key_t *k,
     else if (m->used + m->tombs + 1 > max_fill) {
         return -1;
     }
+    m->dirty = 1;
     /* The length bit and the filter bit go up before the entry can be
      * seen. */
     mg_bt_len_add(m, k);

@@ -3,6 +3,8 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "mg_bantable.h"
@@ -1022,6 +1024,68 @@ START_TEST(filter_survives_compaction)
 }
 END_TEST
 
+/* Resident pages of [p, p + len) (mincore works on shared memory too). */
+static size_t resident(void *p, size_t len)
+{
+    long pg = sysconf(_SC_PAGESIZE);
+    size_t n = (len + (size_t)pg - 1) / (size_t)pg, r = 0;
+    unsigned char *v = malloc(n);
+
+    ck_assert_int_eq(mincore(p, len, v), 0);
+    for (size_t i = 0; i < n; i++)
+        r += v[i] & 1;
+    free(v);
+    return r * (size_t)pg;
+}
+
+/*
+ * In shared memory, as httpd has it: a fresh table costs no memory until
+ * bans arrive, clearing a table for a rebuild gives its pages back instead
+ * of writing every slot, and the table stays right throughout.
+ */
+START_TEST(shared_memory_is_used_as_bans_arrive_and_given_back)
+{
+    uint32_t cap = 1u << 20;
+    size_t size = mg_bantable_size(cap), before, full;
+    void *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    mg_bantable_t *t;
+    int64_t exp;
+
+    ck_assert_ptr_ne(mem, MAP_FAILED);
+    t = mg_bantable_init_zeroed(mem, size, cap);
+    ck_assert_ptr_nonnull(t);
+    before = resident(mem, size);
+    ck_assert_uint_lt(before, 64 * 1024);
+    for (uint32_t i = 0; i < 200000; i++) {
+        mg_addr_t k = v4n(0x0b000000u + i * 7919u);
+        ck_assert_int_eq(mg_bantable_put(t, &k, NOW + 100), 0);
+    }
+    full = resident(mem, size);
+    ck_assert_uint_gt(full, 32u << 20);
+    /* two rebuilds with a handful of bans: each clears the spare, which
+     * held the 200,000, and gives its pages back */
+    for (int round = 0; round < 2; round++) {
+        mg_bantable_rebuild_begin(t);
+        for (uint32_t i = 0; i < 10; i++) {
+            mg_addr_t k = v4n(0x0c000000u + i);
+            ck_assert_int_eq(mg_bantable_rebuild_add(t, &k, NOW + 100), 0);
+        }
+        mg_bantable_rebuild_commit(t);
+    }
+    ck_assert_uint_lt(resident(mem, size), full / 8);
+    ck_assert_uint_eq(mg_bantable_count(t), 10);
+    ck_assert_int_eq(banned(t, "12.0.0.3", NOW, &exp), 1);
+    ck_assert_int_eq(exp, NOW + 100);
+    ck_assert_int_eq(banned(t, "11.0.0.0", NOW, &exp), 0);
+    /* and it works on: inserts, deletes, another rebuild */
+    ck_assert_int_eq(mg_bantable_put(t, pa("192.0.2.1"), NOW + 5), 0);
+    ck_assert_int_eq(banned(t, "192.0.2.1", NOW, &exp), 1);
+    ck_assert_int_eq(mg_bantable_del(t, pa("12.0.0.3")), 1);
+    ck_assert_int_eq(banned(t, "12.0.0.3", NOW, &exp), 0);
+    munmap(mem, size);
+}
+END_TEST
+
 static Suite *bantable_suite(void)
 {
     Suite *s = suite_create("bantable");
@@ -1042,6 +1106,7 @@ static Suite *bantable_suite(void)
     tcase_add_test(tc, concurrent_flip_storm);
     tcase_add_test(tc, filter_no_false_negatives);
     tcase_add_test(tc, filter_survives_compaction);
+    tcase_add_test(tc, shared_memory_is_used_as_bans_arrive_and_given_back);
     suite_add_tcase(s, tc);
     return s;
 }
