@@ -30,9 +30,12 @@ config_src="$match_src dbmail_tap/tap_config.c dbmail_tap/tap_ini.c
 $cc $flags -o "$out/fuzz_match" tests/fuzz/fuzz_match.c $match_src $pcre -lm
 # shellcheck disable=SC2086
 $cc $flags -o "$out/fuzz_config" tests/fuzz/fuzz_config.c $config_src $pcre -lm
+# shellcheck disable=SC2086
+$cc $flags -o "$out/fuzz_classify" tests/fuzz/fuzz_classify.c \
+    mod_mailguard/core/mg_classify.c $pcre
 
 rc=0
-for t in match config; do
+for t in match config classify; do
     corpus="$out/corpus_$t"
     mkdir -p "$corpus"
     cp -n "$here/seeds/$t/"* "$corpus/" 2>/dev/null || true
