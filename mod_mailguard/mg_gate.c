@@ -2,6 +2,18 @@
  * Deny: refuse a banned client before authentication and before any
  * handler runs.
  *
+ * The hook is post_perdir_config.  In httpd's ap_process_request_internal
+ * (server/request.c) it runs right after the final location walk has
+ * settled the per-directory configuration, for the initial request, every
+ * internal redirect (ErrorDocument, mod_rewrite, CGI Location) and every
+ * subrequest, and nothing before it can skip it: header_parser does not run
+ * for subrequests, the access_checker_ex hooks are skipped under
+ * `Satisfy Any` when a plain access checker said OK, and every access,
+ * authentication and authorization hook (check_access, check_authn,
+ * check_authz, so Basic auth and `Require`) and fixups come after it.  A
+ * status returned here ends the request before any handler (PHP,
+ * FastCGI, proxy) runs.
+ *
  * This runs for every request where MailGuardEngine is On, so it must
  * stay a memory lookup: no allocation, no system call, no lock, no log
  * line per denial (a log line per denied request costs more than the
@@ -21,12 +33,30 @@ APLOG_USE_MODULE(mailguard);
 
 /* The request the client actually sent, for a subrequest or an internal
  * redirect. */
-static const request_rec *mg_initial(const request_rec *r)
+static request_rec *mg_initial(request_rec *r)
 {
     while (r->main != NULL || r->prev != NULL) {
         r = r->main != NULL ? r->main : r->prev;
     }
     return r;
+}
+
+/* Marks, in the initial request's per-request slot, that the client was
+ * checked during this request and is not banned: the subrequests and
+ * internal redirects that follow need no second lookup.  A denied
+ * request is never marked, so an ErrorDocument inside a guarded scope is
+ * denied too and the client gets httpd's built-in error text. */
+static char mg_passed;
+
+static void mg_mark_passed(request_rec *r)
+{
+    ap_set_module_config(mg_initial(r)->request_config, &mailguard_module, &mg_passed);
+}
+
+static int mg_already_passed(request_rec *r)
+{
+    return ap_get_module_config(mg_initial(r)->request_config, &mailguard_module)
+           == &mg_passed;
 }
 
 /*
@@ -73,20 +103,18 @@ static __attribute__((noinline)) int mg_gate_deny(request_rec *r)
     return mg_dir_deny_status(mg_dir_conf(r->per_dir_config));
 }
 
-int mg_gate_check_access(request_rec *r)
+int mg_gate_post_perdir_config(request_rec *r)
 {
     const mg_bantable_t *bt;
     mg_addr_t client;
 
-    /* Subrequests and internal redirects: the initial request was already
-     * checked when the engine was on for it.  When it was not (engine off
-     * at the URL the client asked for, on where it leads), check here so
-     * that no path into a guarded scope goes unchecked. */
-    if ((r->main != NULL || r->prev != NULL)
-        && mg_dir_engine(mg_dir_conf(mg_initial(r)->per_dir_config))) {
+    if (!mg_dir_engine(mg_dir_conf(r->per_dir_config))) {
         return DECLINED;
     }
-    if (!mg_dir_engine(mg_dir_conf(r->per_dir_config))) {
+    /* A subrequest or an internal redirect into a guarded scope is
+     * checked unless the client already passed during this request
+     * (e.g. the initial request was guarded too). */
+    if ((r->main != NULL || r->prev != NULL) && mg_already_passed(r)) {
         return DECLINED;
     }
     bt = mg_shm_bantable();
@@ -100,8 +128,9 @@ int mg_gate_check_access(request_rec *r)
     }
     /* request_time was taken when the request line arrived: no clock
      * read here. */
-    if (!mg_bantable_lookup(bt, &client, (int64_t)apr_time_sec(r->request_time), NULL)) {
-        return DECLINED;
+    if (mg_bantable_lookup(bt, &client, (int64_t)apr_time_sec(r->request_time), NULL)) {
+        return mg_gate_deny(r);
     }
-    return mg_gate_deny(r);
+    mg_mark_passed(r);
+    return DECLINED;
 }

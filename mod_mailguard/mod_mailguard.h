@@ -79,7 +79,7 @@ int mg_shm_put_ban(server_rec *s, const mg_addr_t *key, apr_int64_t expiry);
 int mg_shm_del_ban(server_rec *s, const mg_addr_t *key);
 
 /* mg_gate.c */
-int mg_gate_check_access(request_rec *r);
+int mg_gate_post_perdir_config(request_rec *r);
 
 /* mg_watch.c */
 int mg_watch_log_transaction(request_rec *r);
