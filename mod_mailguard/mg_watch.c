@@ -202,6 +202,13 @@ static void mg_record_failure(request_rec *r, const mg_dir_conf_t *d)
     int rc = -1;
 
     mg_stat_inc(&stats->fail_seen);
+    if (mg_proxy_unattributable(r)) {
+        mg_stat_inc(&stats->fail_unattributable);
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
+                      "MG0054: failed login through proxy %s not counted: no usable "
+                      "client address in its forwarding header", r->useragent_ip);
+        return;
+    }
     if (r->useragent_ip == NULL || mg_addr_parse(r->useragent_ip, &client, &why) != 0) {
         mg_stat_inc(&stats->fail_ignored);
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,

@@ -39,6 +39,11 @@ static int mg_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp
     if (mg_shm_post_config(pconf, s) != APR_SUCCESS) {
         return HTTP_INTERNAL_SERVER_ERROR;
     }
+    /* Which peers mod_remoteip trusts, read once so a failure it could
+     * not attribute is never charged to the proxy. */
+    if (mg_proxy_post_config(pconf, s) != APR_SUCCESS) {
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
     if (mg_sync_post_config(pconf, s) != APR_SUCCESS) {
         return HTTP_INTERNAL_SERVER_ERROR;
     }

@@ -10,6 +10,7 @@
  * mg_redis_pool.c   per-process Redis connections and the circuit breaker
  * mg_sync.c         the sync process that mirrors the Redis ban set
  * mg_status.c       the mailguard-status handler
+ * mg_proxy.c        failures mod_remoteip could not attribute to a client
  */
 #ifndef MOD_MAILGUARD_H
 #define MOD_MAILGUARD_H
@@ -51,6 +52,8 @@ typedef struct mg_stats {
     apr_uint32_t redis_down;      /* breaker: 1 while Redis is unreachable */
     apr_uint32_t sync_leader;     /* pid of the process running the sync job */
     apr_int64_t redis_retry_at;   /* breaker: apr_time_t of the next probe */
+    apr_uint64_t fail_unattributable; /* failures through a trusted proxy that
+                                       * named no usable client address */
 } mg_stats_t;
 
 static inline void mg_stat_inc(apr_uint64_t *counter)
@@ -99,6 +102,13 @@ void mg_breaker_report(server_rec *s, int ok, const char *why);
 
 /* mg_sync.c: forks the sync process (none with MailGuardRedis none). */
 apr_status_t mg_sync_post_config(apr_pool_t *pconf, server_rec *s);
+
+/* mg_proxy.c: reads mod_remoteip's directives from the configuration
+ * tree (post_config, in the parent). */
+apr_status_t mg_proxy_post_config(apr_pool_t *pconf, server_rec *s);
+/* A failure from a trusted proxy whose header mod_remoteip could not use:
+ * the address is the proxy's, not the client's. */
+int mg_proxy_unattributable(const request_rec *r);
 
 /* mg_status.c */
 int mg_status_handler(request_rec *r);
