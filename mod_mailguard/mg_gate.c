@@ -33,7 +33,7 @@ APLOG_USE_MODULE(mailguard);
 
 /* The request the client actually sent, for a subrequest or an internal
  * redirect. */
-static request_rec *mg_initial(request_rec *r)
+static const request_rec *mg_initial(const request_rec *r)
 {
     while (r->main != NULL || r->prev != NULL) {
         r = r->main != NULL ? r->main : r->prev;
@@ -41,22 +41,20 @@ static request_rec *mg_initial(request_rec *r)
     return r;
 }
 
-/* Marks, in the initial request's per-request slot, that the client was
- * checked during this request and is not banned: the subrequests and
- * internal redirects that follow need no second lookup.  A denied
- * request is never marked, so an ErrorDocument inside a guarded scope is
- * denied too and the client gets httpd's built-in error text. */
-static char mg_passed;
-
-static void mg_mark_passed(request_rec *r)
+/*
+ * Was the client already checked, and let through, during this request?
+ * When the initial request's scope is guarded it was checked there; if it
+ * still has a success status it was not denied, and a subrequest or
+ * redirect it makes needs no second lookup.  A denied (or otherwise
+ * failed) initial request is followed only by its ErrorDocument: that one
+ * is checked again, so an error page inside a guarded scope never runs for
+ * a banned client.  Reads only: nothing is written on the common path.
+ */
+static int mg_already_passed(const request_rec *r)
 {
-    ap_set_module_config(mg_initial(r)->request_config, &mailguard_module, &mg_passed);
-}
+    const request_rec *first = mg_initial(r);
 
-static int mg_already_passed(request_rec *r)
-{
-    return ap_get_module_config(mg_initial(r)->request_config, &mailguard_module)
-           == &mg_passed;
+    return mg_dir_engine(mg_dir_conf(first->per_dir_config)) && !ap_is_HTTP_ERROR(first->status);
 }
 
 /*
@@ -112,8 +110,7 @@ int mg_gate_post_perdir_config(request_rec *r)
         return DECLINED;
     }
     /* A subrequest or an internal redirect into a guarded scope is
-     * checked unless the client already passed during this request
-     * (e.g. the initial request was guarded too). */
+     * checked unless the client already passed during this request. */
     if ((r->main != NULL || r->prev != NULL) && mg_already_passed(r)) {
         return DECLINED;
     }
@@ -128,9 +125,8 @@ int mg_gate_post_perdir_config(request_rec *r)
     }
     /* request_time was taken when the request line arrived: no clock
      * read here. */
-    if (mg_bantable_lookup(bt, &client, (int64_t)apr_time_sec(r->request_time), NULL)) {
-        return mg_gate_deny(r);
+    if (!mg_bantable_lookup(bt, &client, (int64_t)apr_time_sec(r->request_time), NULL)) {
+        return DECLINED;
     }
-    mg_mark_passed(r);
-    return DECLINED;
+    return mg_gate_deny(r);
 }

@@ -286,8 +286,10 @@ int mg_watch_log_transaction(request_rec *r)
     const mg_dir_conf_t *d = mg_dir_conf(q->per_dir_config);
 
     /* Cheapest tests first: the engine, then whether anything is watched
-     * in the scope of the request that ran. */
-    if (!mg_dir_engine(d) || !mg_dir_watching(d)) {
+     * in the scope of the request that ran.  Every request comes here:
+     * the plain field test (no rule, MailGuardWatch unset or none, whose
+     * default is none) spares the getter's call on the common path. */
+    if (!mg_dir_engine(d) || (d->rules == NULL && d->watch <= 0) || !mg_dir_watching(d)) {
         return DECLINED;
     }
     if (r->main != NULL || mg_shm_stats() == NULL) {
