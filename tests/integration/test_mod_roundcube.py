@@ -1,8 +1,12 @@
-"""mod_mailguard with Roundcube (prefork + mod_php, the index.php stand-in).
+"""mod_mailguard's own behaviour with MailGuardWatch roundcube (prefork +
+mod_php, the index.php stand-in).
 
-Roundcube 1.4.1+ answers a failed login POST to ./?_task=login with 401 and
-a successful one with a redirect.  MailGuardWatch roundcube counts exactly
-those 401s.  Each test uses its own client address (127.0.0.N).
+These tests are about the module (when it bans, whom, what it logs and
+announces, that a denied request never reaches PHP), so they use the
+stand-in, whose run log proves PHP did not run, and take seconds.  What
+Roundcube itself answers, with and without the plugin, is tested against
+the real application in test_webmail_roundcube.py.  Each test uses its own
+client address (127.0.0.N).
 """
 import time
 
