@@ -15,6 +15,8 @@ right-password IMAP login from 127.0.0.1, which clears Dovecot's per-address
 auth penalty (see support/dovecot.py).
 """
 import os
+import shutil
+import tempfile
 import time
 
 import pytest
@@ -56,7 +58,8 @@ class Stack:
 
     def __init__(self):
         self.dovecot = Dovecot().start()
-        self.redis = RedisServer(_tmpdir()).start()
+        self.redis_dir = tempfile.mkdtemp(prefix="mg-rc-redis-")
+        self.redis = RedisServer(self.redis_dir).start()
         self.sites = []
         self.servers = []
         self.fpm = None
@@ -90,12 +93,8 @@ class Stack:
             for x in self.servers + self.sites + [self.dovecot] + (
                     [self.fpm] if self.fpm else []):
                 x.cleanup()
+            shutil.rmtree(self.redis_dir, ignore_errors=True)
         return bad
-
-
-def _tmpdir():
-    import tempfile
-    return tempfile.mkdtemp(prefix="mg-rc-redis-")
 
 
 @pytest.fixture(scope="module")

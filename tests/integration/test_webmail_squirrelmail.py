@@ -11,6 +11,7 @@ One Dovecot, one Redis and two Apache servers are shared by the tests of
 this file; each test uses its own client addresses.
 """
 import os
+import shutil
 import tempfile
 import time
 
@@ -49,7 +50,8 @@ ALLOW = [r"PHP Deprecated", r"PHP Warning"]
 class Stack:
     def __init__(self):
         self.dovecot = Dovecot().start()
-        self.redis = RedisServer(tempfile.mkdtemp(prefix="mg-sqm-redis-")).start()
+        self.redis_dir = tempfile.mkdtemp(prefix="mg-sqm-redis-")
+        self.redis = RedisServer(self.redis_dir).start()
         self.sites = []
         self.servers = []
 
@@ -72,6 +74,7 @@ class Stack:
         if not bad and not os.environ.get("MG_KEEP"):
             for x in self.servers + self.sites + [self.dovecot]:
                 x.cleanup()
+            shutil.rmtree(self.redis_dir, ignore_errors=True)
         return bad
 
 
