@@ -4,8 +4,10 @@
 # Starts, in a temporary directory and on free loopback ports only, a
 # redis-server and an Apache (prefork + mod_php) with mod_mailguard in front
 # of a Roundcube stand-in login page; plays a short brute force with curl;
-# prints the ban set as an operator would query it; lifts the ban again;
-# and stops everything it started (also on Ctrl-C or an error).
+# prints the ban set as an operator would query it; lifts the ban again.
+# Then, with Debian's real Roundcube, the project's mailguard plugin and a
+# real Dovecot, it shows an IMAP outage: logins answer 503 and nobody is
+# banned.  It stops everything it started (also on Ctrl-C or an error).
 #
 # Usage: sh build/demo.sh BUILD_DIR
 set -eu
@@ -33,8 +35,12 @@ tmp=$(mktemp -d /tmp/mailguard-demo.XXXXXX)
 chmod 755 "$tmp"
 httpd_pid=""
 redis_pid=""
+dovecot_pid=""
 cleanup() {
     set +e
+    if [ -n "$dovecot_pid" ]; then
+        kill -TERM "$dovecot_pid" 2>/dev/null && wait "$dovecot_pid" 2>/dev/null
+    fi
     if [ -n "$httpd_pid" ]; then
         # The PidFile names the parent; prefork's shutdown signals the
         # parent's whole process group, which setsid made its own.
@@ -65,6 +71,82 @@ until [ "$(redis-cli -p "$rport" ping 2>/dev/null)" = PONG ]; do
     sleep 0.05
 done
 
+# ---- the real Roundcube with the mailguard plugin, and Dovecot ----
+# Only as root (Dovecot runs the mail user as www-data) and with Debian's
+# roundcube and dovecot-imapd installed (make deps installs them).
+rc=""
+if [ "$(id -u)" -eq 0 ] && [ -f /usr/share/roundcube/index.php ] \
+    && command -v dovecot >/dev/null 2>&1; then
+    rc="$tmp/roundcube"
+    iport=$(free_port)
+    mkdir -p "$tmp/dovecot/run" "$tmp/dovecot/state"
+    for u in alice bob carol dave; do
+        mkdir -p "$tmp/dovecot/home/$u"
+        chown www-data:www-data "$tmp/dovecot/home/$u"
+        echo "$u:{PLAIN}right:$(id -u www-data):$(id -g www-data)::$tmp/dovecot/home/$u"
+    done >"$tmp/dovecot/users"
+    cat >"$tmp/dovecot/dovecot.conf" <<EOF
+base_dir = $tmp/dovecot/run
+state_dir = $tmp/dovecot/state
+log_path = $tmp/dovecot/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_failure_delay = 0
+first_valid_uid = 1
+mail_location = maildir:~/Maildir
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u $tmp/dovecot/users
+}
+userdb {
+  driver = passwd-file
+  args = username_format=%u $tmp/dovecot/users
+}
+service imap-login {
+  inet_listener imap {
+    address = 127.0.0.1
+    port = $iport
+  }
+  inet_listener imaps {
+    port = 0
+  }
+}
+EOF
+    dovecot -F -c "$tmp/dovecot/dovecot.conf" 2>>"$tmp/dovecot/stderr.log" &
+    dovecot_pid=$!
+    i=0
+    until python3 -c "import socket; socket.create_connection(('127.0.0.1', $iport), 1)" \
+        2>/dev/null; do
+        i=$((i + 1)); [ $i -lt 200 ] || die "dovecot did not start (see $tmp/dovecot/dovecot.log)"
+        sleep 0.05
+    done
+    mkdir -p "$rc/config" "$rc/plugins" "$rc/temp" "$rc/logs" "$rc/db"
+    printf "<?php\ndefine('INSTALL_PATH', __DIR__ . '/');\nrequire '/usr/share/roundcube/index.php';\n" \
+        >"$rc/index.php"
+    ln -s /usr/share/roundcube/program "$rc/program"
+    ln -s /usr/share/roundcube/skins "$rc/skins"
+    for p in /usr/share/roundcube/plugins/*; do ln -s "$p" "$rc/plugins/"; done
+    cp -R "$top/mod_mailguard/webmail/roundcube/mailguard" "$rc/plugins/"
+    ln -s /etc/roundcube/defaults.inc.php "$rc/config/defaults.inc.php"
+    php -r '$db = new PDO("sqlite:" . $argv[1]); $db->exec(file_get_contents($argv[2]));' \
+        "$rc/db/roundcube.db" /usr/share/roundcube/SQL/sqlite.initial.sql
+    cat >"$rc/config/config.inc.php" <<EOF
+<?php
+\$config = [];
+\$config['db_dsnw'] = 'sqlite:///$rc/db/roundcube.db?mode=0646';
+\$config['imap_host'] = '127.0.0.1:$iport';
+\$config['smtp_host'] = '';
+\$config['des_key'] = 'mailguard-demo-des-key!!';
+\$config['plugins'] = ['mailguard'];
+\$config['log_dir'] = '$rc/logs';
+\$config['temp_dir'] = '$rc/temp';
+EOF
+    chown -R www-data:www-data "$rc/temp" "$rc/logs" "$rc/db"
+    chmod -R a+rX "$rc"
+fi
+
 # ---- Apache with mod_mailguard in front of the Roundcube stand-in ----
 mkdir -p "$tmp/htdocs" "$tmp/logs" "$tmp/run"
 cp "$top/tests/integration/www/index.php" "$top/tests/integration/www/_runlog.php" "$tmp/htdocs/"
@@ -81,6 +163,7 @@ Listen 127.0.0.1:$hport
 $user
 LoadModule mpm_prefork_module $modules/mod_mpm_prefork.so
 LoadModule authz_core_module $modules/mod_authz_core.so
+LoadModule authz_host_module $modules/mod_authz_host.so
 LoadModule mime_module $modules/mod_mime.so
 LoadModule dir_module $modules/mod_dir.so
 LoadModule remoteip_module $modules/mod_remoteip.so
@@ -106,7 +189,21 @@ MailGuardWatch roundcube
 MailGuardMaxRetry $maxretry
 MailGuardFindTime 10m
 MailGuardBanTime 10m
+<Location "/mailguard-status">
+    SetHandler mailguard-status
+    Require ip 127.0.0.1
+</Location>
 EOF
+if [ -n "$rc" ]; then
+    cat >>"$tmp/httpd.conf" <<EOF
+LoadModule alias_module $modules/mod_alias.so
+Alias /roundcube "$rc"
+<Directory "$rc">
+    Options FollowSymLinks
+    Require all granted
+</Directory>
+EOF
+fi
 "$apache2" -t -f "$tmp/httpd.conf" >/dev/null 2>"$tmp/configtest.log" ||
     { cat "$tmp/configtest.log" >&2; die "apache2 -t failed"; }
 # Its own session: prefork's shutdown signals its whole process group,
@@ -177,4 +274,59 @@ redis-cli -p "$rport" PUBLISH mailguard:events "unban 127.0.0.66" >/dev/null
 sleep 0.5
 login 127.0.0.66 admin right "after the unban"
 echo
-echo "Done: stopping Apache and Redis and removing $tmp."
+if [ -z "$rc" ]; then
+    echo "6. (The IMAP outage with the real Roundcube needs root and Debian's"
+    echo "    roundcube and dovecot-imapd: run make deps as root.)"
+else
+    failures() {
+        curl -s "$url/mailguard-status" | sed -n 's/^FailuresSeen: //p'
+    }
+    # A login as a browser makes it: the form (session cookie, token), then the POST.
+    rc_login() {
+        src=$1 user=$2 pass=$3 label=$4
+        jar="$tmp/jar.$src"
+        token=$(curl -s -c "$jar" -b "$jar" --interface "$src" "$url/roundcube/?_task=login" |
+            sed -n 's/.*name="_token" value="\([^"]*\)".*/\1/p' | head -n 1)
+        out=$(curl -s -o /dev/null -D - -c "$jar" -b "$jar" --interface "$src" \
+            --data-urlencode "_token=$token" --data "_task=login&_action=login&_timezone=UTC&_url=" \
+            --data-urlencode "_user=$user" --data-urlencode "_pass=$pass" \
+            "$url/roundcube/?_task=login" | tr -d '\r')
+        code=$(printf '%s\n' "$out" | sed -n '1s/^HTTP[^ ]* \([0-9]*\).*/\1/p')
+        after=$(printf '%s\n' "$out" | sed -n 's/^[Rr]etry-[Aa]fter: *\([0-9]*\).*/\1/p')
+        case "$code" in
+            401) why="Unauthorized (the IMAP server said no: counted)" ;;
+            503) why="Service Unavailable, Retry-After $after (IMAP down: not counted)" ;;
+            302) why="redirect to the mailbox (login accepted)" ;;
+            429) why="Too Many Requests (Roundcube's own lock: not counted)" ;;
+            *) why="" ;;
+        esac
+        printf '  %-8s from %-10s user=%s password=%-5s -> HTTP %s %s\n' \
+            "$label" "$src" "$user" "$pass" "$code" "$why"
+    }
+    echo "6. The real Roundcube (Debian's package) with the mailguard plugin, at"
+    echo "   $url/roundcube/, in front of a real Dovecot:"
+    before=$(failures)
+    rc_login 127.0.0.70 alice right "login"
+    rc_login 127.0.0.71 alice typo "a typo"
+    sleep 0.3
+    echo "   FailuresSeen went from $before to $(failures): the typo counted."
+    echo
+    echo "7. Dovecot stops.  Three users keep trying, with their right password:"
+    kill -TERM "$dovecot_pid" 2>/dev/null && wait "$dovecot_pid" 2>/dev/null
+    dovecot_pid=""
+    before=$(failures)
+    for who in 72:bob 73:carol 74:dave; do
+        for n in 1 2 3 4 5 6; do
+            rc_login "127.0.0.${who%%:*}" "${who#*:}" right "try $n"
+        done
+    done
+    sleep 0.3
+    echo "   FailuresSeen is still $(failures) (was $before).  Who is banned now?"
+    banned=$(redis-cli -p "$rport" ZRANGEBYSCORE mailguard:bans "$(date +%s)" +inf)
+    echo "     ${banned:-(nobody)}"
+    echo "   18 logins during the outage with MaxRetry $maxretry, and no ban.  Without the"
+    echo "   plugin Roundcube answers each of them 401, and all three users are banned."
+fi
+echo
+echo "Done: stopping Apache, Redis and Dovecot and removing $tmp."
+

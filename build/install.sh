@@ -1,7 +1,14 @@
 #!/bin/sh
 # make install / make uninstall.  Installs the module with apxs, the
-# Debian-style a2enmod files, dbmail_tap, its systemd unit and an example
-# configuration (never overwriting an existing one).
+# Debian-style a2enmod files, dbmail_tap, its systemd unit, an example
+# configuration (never overwriting an existing one) and the webmail
+# plugins: a copy of both under $DATADIR, the Roundcube plugin where
+# Debian's Roundcube loads plugins from (its INSTALL_PATH is
+# /var/lib/roundcube/, so /var/lib/roundcube/plugins/mailguard) when that
+# directory exists, and the SquirrelMail plugin into
+# $SQUIRRELMAIL_DIR/plugins/mailguard when SQUIRRELMAIL_DIR names a
+# SquirrelMail tree.  Each still has to be enabled in the webmail's
+# configuration (README, "Webmail plugins").
 # Usage: install.sh install|uninstall BUILD_DIR   (DESTDIR honoured)
 set -eu
 action=$1
@@ -15,6 +22,19 @@ mods="$sysconf/mods-available"
 sbin=${SBINDIR:-/usr/local/sbin}
 unitdir=${UNITDIR:-/etc/systemd/system}
 confdir=${CONFDIR:-/etc/mailguard}
+datadir=${DATADIR:-/usr/local/share/mod_mailguard}
+rcplugins=${ROUNDCUBE_PLUGINS:-/var/lib/roundcube/plugins}
+sqmdir=${SQUIRRELMAIL_DIR:-}
+webmail=$(cd "$here/../mod_mailguard/webmail" && pwd)
+
+# install_tree SRC DEST: a plain copy, files 644 and directories 755.
+install_tree() {
+    rm -rf "$2"
+    mkdir -p "$2"
+    (cd "$1" && find . -type f) | while read -r f; do
+        install -D -m 644 "$1/$f" "$2/$f"
+    done
+}
 
 case "$action" in
 install)
@@ -33,12 +53,28 @@ install)
     if [ ! -e "$D$confdir/dbmail_tap.conf" ]; then
         install -D -m 640 "$here/packaging/dbmail_tap.conf" "$D$confdir/dbmail_tap.conf"
     fi
+    install_tree "$webmail/roundcube/mailguard" "$D$datadir/webmail/roundcube/mailguard"
+    install_tree "$webmail/squirrelmail/mailguard" "$D$datadir/webmail/squirrelmail/mailguard"
+    if [ -d "$D$rcplugins" ] || [ -n "$D" ]; then
+        install_tree "$webmail/roundcube/mailguard" "$D$rcplugins/mailguard"
+        echo "Roundcube plugin in $rcplugins/mailguard; enable it in"
+        echo "  /etc/roundcube/config.inc.php: \$config['plugins'][] = 'mailguard';"
+    fi
+    if [ -n "$sqmdir" ]; then
+        [ -d "$D$sqmdir/plugins" ] || { echo "install.sh: $sqmdir/plugins is not a directory" >&2; exit 1; }
+        install_tree "$webmail/squirrelmail/mailguard" "$D$sqmdir/plugins/mailguard"
+        echo "SquirrelMail plugin in $sqmdir/plugins/mailguard; enable it in"
+        echo "  $sqmdir/config/config_local.php: \$plugins[] = 'mailguard';"
+    fi
     echo "installed; enable with: a2enmod mailguard && systemctl reload apache2"
     ;;
 uninstall)
     rm -f "$D$libexec/mod_mailguard.so" "$D$mods/mailguard.load" "$D$mods/mailguard.conf" \
           "$D$sbin/dbmail_tap" "$D$unitdir/dbmail_tap.service"
     rm -f "$D$sysconf/mods-enabled/mailguard.load" "$D$sysconf/mods-enabled/mailguard.conf"
+    rm -rf "$D$datadir/webmail" "$D$rcplugins/mailguard"
+    [ -z "$sqmdir" ] || rm -rf "$D$sqmdir/plugins/mailguard"
+    rmdir "$D$datadir" 2>/dev/null || true
     echo "uninstalled; $confdir is kept (your configuration)"
     ;;
 *)

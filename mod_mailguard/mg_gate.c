@@ -2,6 +2,18 @@
  * Deny: refuse a banned client before authentication and before any
  * handler runs.
  *
+ * The hook is post_perdir_config.  In httpd's ap_process_request_internal
+ * (server/request.c) it runs right after the final location walk has
+ * settled the per-directory configuration, for the initial request, every
+ * internal redirect (ErrorDocument, mod_rewrite, CGI Location) and every
+ * subrequest, and nothing before it can skip it: header_parser does not run
+ * for subrequests, the access_checker_ex hooks are skipped under
+ * `Satisfy Any` when a plain access checker said OK, and every access,
+ * authentication and authorization hook (check_access, check_authn,
+ * check_authz, so Basic auth and `Require`) and fixups come after it.  A
+ * status returned here ends the request before any handler (PHP,
+ * FastCGI, proxy) runs.
+ *
  * This runs for every request where MailGuardEngine is On, so it must
  * stay a memory lookup: no allocation, no system call, no lock, no log
  * line per denial (a log line per denied request costs more than the
@@ -27,6 +39,22 @@ static const request_rec *mg_initial(const request_rec *r)
         r = r->main != NULL ? r->main : r->prev;
     }
     return r;
+}
+
+/*
+ * Was the client already checked, and let through, during this request?
+ * When the initial request's scope is guarded it was checked there; if it
+ * still has a success status it was not denied, and a subrequest or
+ * redirect it makes needs no second lookup.  A denied (or otherwise
+ * failed) initial request is followed only by its ErrorDocument: that one
+ * is checked again, so an error page inside a guarded scope never runs for
+ * a banned client.  Reads only: nothing is written on the common path.
+ */
+static int mg_already_passed(const request_rec *r)
+{
+    const request_rec *first = mg_initial(r);
+
+    return mg_dir_engine(mg_dir_conf(first->per_dir_config)) && !ap_is_HTTP_ERROR(first->status);
 }
 
 /*
@@ -73,20 +101,17 @@ static __attribute__((noinline)) int mg_gate_deny(request_rec *r)
     return mg_dir_deny_status(mg_dir_conf(r->per_dir_config));
 }
 
-int mg_gate_check_access(request_rec *r)
+int mg_gate_post_perdir_config(request_rec *r)
 {
     const mg_bantable_t *bt;
     mg_addr_t client;
 
-    /* Subrequests and internal redirects: the initial request was already
-     * checked when the engine was on for it.  When it was not (engine off
-     * at the URL the client asked for, on where it leads), check here so
-     * that no path into a guarded scope goes unchecked. */
-    if ((r->main != NULL || r->prev != NULL)
-        && mg_dir_engine(mg_dir_conf(mg_initial(r)->per_dir_config))) {
+    if (!mg_dir_engine(mg_dir_conf(r->per_dir_config))) {
         return DECLINED;
     }
-    if (!mg_dir_engine(mg_dir_conf(r->per_dir_config))) {
+    /* A subrequest or an internal redirect into a guarded scope is
+     * checked unless the client already passed during this request. */
+    if ((r->main != NULL || r->prev != NULL) && mg_already_passed(r)) {
         return DECLINED;
     }
     bt = mg_shm_bantable();

@@ -68,6 +68,8 @@ static int mg_status_page(request_rec *r)
     ap_rprintf(r, "FailuresRecorded: %" APR_UINT64_T_FMT "\n", mg_stat_get(&st->fail_redis));
     ap_rprintf(r, "FailuresLocal: %" APR_UINT64_T_FMT "\n", mg_stat_get(&st->fail_local));
     ap_rprintf(r, "FailuresIgnored: %" APR_UINT64_T_FMT "\n", mg_stat_get(&st->fail_ignored));
+    ap_rprintf(r, "FailuresUnattributable: %" APR_UINT64_T_FMT "\n",
+               mg_stat_get(&st->fail_unattributable));
     ap_rprintf(r, "Successes: %" APR_UINT64_T_FMT "\n", mg_stat_get(&st->successes));
     ap_rprintf(r, "BansMade: %" APR_UINT64_T_FMT "\n", mg_stat_get(&st->bans_made));
     ap_rprintf(r, "PendingBans: %u\n", (unsigned)pending);

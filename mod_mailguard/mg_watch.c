@@ -5,21 +5,20 @@
  *  - the status is the final one, on the last request of the r->next
  *    chain (what %>s logs): an ErrorDocument or other internal redirect
  *    does not hide a 401;
- *  - the method, URI, query string and per-dir configuration are those of
- *    the request the client sent (the head of the chain), because that
- *    request is the login attempt; an error page it was redirected to is
- *    not.  Its r->uri is the decoded path as httpd mapped it: for a
- *    directory served by DirectoryIndex that is the index file
- *    (/webmail/ -> /webmail/index.php), because mod_dir rewrites it in
- *    place.  MailGuardFailure regexes match that path.
+ *  - the method, path, query string and per-dir configuration are those
+ *    of the request that ran the login: the last of the chain, stepping
+ *    back over ErrorDocument redirects (a request followed by one ended
+ *    in that error itself).  So a mod_rewrite or CGI redirect into a
+ *    guarded scope is judged by the scope's configuration, and an error
+ *    page is never taken for the login.  The path is the decoded r->uri
+ *    without PATH_INFO (after DirectoryIndex: the index file, because
+ *    mod_dir rewrites it in place).
  *
- * Nothing here runs for a request that is not a candidate login (engine
- * off, no rule, wrong method), and Redis is asked only for a failure.
+ * The rules themselves are in core/mg_classify.c.  Nothing here runs for
+ * a request that is not watched (engine off, no rule), and Redis is asked
+ * only for a failure.
  */
 #include <string.h>
-
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
 
 #include "httpd.h"
 #include "http_config.h"
@@ -31,13 +30,10 @@
 
 #include "mod_mailguard.h"
 #include "mg_config.h"
+#include "mg_classify.h"
 
 APLOG_USE_MODULE(mailguard);
 
-typedef enum { MG_OUT_NONE = 0, MG_OUT_FAILURE, MG_OUT_SUCCESS } mg_outcome_t;
-
-#define MG_SQM_SCRIPT "/src/redirect.php"
-#define MG_QTOKEN_MAX 32
 /* A failure this quick comes from a dead socket, not a slow Redis. */
 #define MG_STALE_MS 20
 
@@ -60,124 +56,41 @@ const char *mg_format_time(apr_int64_t secs, char *buf, apr_size_t size)
     return buf;
 }
 
-static int mg_hexval(char c)
+/* The request that ran the login: see the comment at the top. */
+static const request_rec *mg_ran(const request_rec *r)
 {
-    if (c >= '0' && c <= '9') {
-        return c - '0';
+    while (r->next != NULL) {
+        r = r->next;
     }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
+    while (r->prev != NULL && ap_is_HTTP_ERROR(r->prev->status)) {
+        r = r->prev;
     }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
+    return r;
 }
 
-/* URL-decode s[0..n) as PHP decodes a query string ('+' is a space) into
- * out (at most cap-1 bytes, NUL-terminated).  -1 when it does not fit:
- * such a component cannot be "_task" or "login". */
-static int mg_qdecode(const char *s, apr_size_t n, char *out, apr_size_t cap)
+/* The method the application saw.  ap_die() turns the method of a request
+ * it sends to an ErrorDocument into GET and keeps the original in
+ * REQUEST_METHOD of its subprocess_env; failing that, the request line
+ * says it. */
+static const char *mg_ran_method(const request_rec *q, char *buf, apr_size_t size)
 {
-    apr_size_t i, o = 0;
+    const char *m;
+    const char *sp;
 
-    for (i = 0; i < n; i++) {
-        char c = s[i];
-        if (c == '+') {
-            c = ' ';
-        }
-        else if (c == '%' && i + 2 < n && mg_hexval(s[i + 1]) >= 0
-                 && mg_hexval(s[i + 2]) >= 0) {
-            c = (char)(mg_hexval(s[i + 1]) * 16 + mg_hexval(s[i + 2]));
-            i += 2;
-        }
-        if (o + 1 >= cap) {
-            return -1;
-        }
-        out[o++] = c;
+    if (q->next == NULL) {
+        return q->method;
     }
-    out[o] = '\0';
-    return (int)o;
-}
-
-/* Is this query-string variable name "_task" once PHP has mangled it
- * (leading spaces dropped, ' ' and '.' turned into '_', "_task[...]" an
- * array of the same name)? */
-static int mg_is_task_name(char *name)
-{
-    char *p = name;
-    char *q;
-
-    while (*p == ' ') {
-        p++;
+    m = apr_table_get(q->subprocess_env, "REQUEST_METHOD");
+    if (m != NULL) {
+        return m;
     }
-    for (q = p; *q; q++) {
-        if (*q == '[') {
-            *q = '\0';
-            break;
-        }
-        if (*q == ' ' || *q == '.') {
-            *q = '_';
-        }
+    if (q->the_request != NULL && (sp = strchr(q->the_request, ' ')) != NULL
+        && (apr_size_t)(sp - q->the_request) < size) {
+        memcpy(buf, q->the_request, (apr_size_t)(sp - q->the_request));
+        buf[sp - q->the_request] = '\0';
+        return buf;
     }
-    return strcmp(p, "_task") == 0;
-}
-
-/* Roundcube keeps only [A-Za-z0-9_-] of a task name. */
-static int mg_is_login_value(const char *v)
-{
-    char clean[MG_QTOKEN_MAX];
-    apr_size_t o = 0;
-
-    for (; *v && o + 1 < sizeof(clean); v++) {
-        if (apr_isalnum(*v) || *v == '_' || *v == '-') {
-            clean[o++] = *v;
-        }
-    }
-    clean[o] = '\0';
-    return strcasecmp(clean, "login") == 0;
-}
-
-/*
- * A Roundcube login POST: the query string says _task=login.  PHP gives
- * the query string precedence over the body for _task, so when the query
- * has no _task at all the body decides and we cannot see it: such a POST
- * is treated as a login too (a 401 from Roundcube is a login error
- * anyway), so leaving _task out of the URL does not escape counting.  A
- * query naming another task (the last occurrence wins, as in PHP) is not
- * a login.
- */
-static int mg_roundcube_login(const char *args)
-{
-    const char *p = args;
-    int found = 0;
-    int login = 0;
-
-    if (args == NULL) {
-        return 1;
-    }
-    while (*p) {
-        const char *end = strchr(p, '&');
-        const char *eq;
-        apr_size_t n = end ? (apr_size_t)(end - p) : strlen(p);
-        char name[MG_QTOKEN_MAX];
-        char value[MG_QTOKEN_MAX];
-
-        eq = memchr(p, '=', n);
-        if (mg_qdecode(p, eq ? (apr_size_t)(eq - p) : n, name, sizeof(name)) >= 0
-            && mg_is_task_name(name)) {
-            found = 1;
-            login = eq != NULL
-                    && mg_qdecode(eq + 1, n - (apr_size_t)(eq + 1 - p), value,
-                                  sizeof(value)) >= 0
-                    && mg_is_login_value(value);
-        }
-        if (end == NULL) {
-            break;
-        }
-        p = end + 1;
-    }
-    return !found || login;
+    return q->method;
 }
 
 /* The script part of the path: r->uri without trailing path info, so
@@ -193,70 +106,37 @@ static apr_size_t mg_script_len(const request_rec *r)
     return ulen;
 }
 
-static int mg_squirrelmail_login(const request_rec *r)
-{
-    apr_size_t n = mg_script_len(r);
-    apr_size_t k = sizeof(MG_SQM_SCRIPT) - 1;
-
-    return n >= k && memcmp(r->uri + n - k, MG_SQM_SCRIPT, k) == 0;
-}
-
-static int mg_rule_matches(const mg_rule_t *rule, const request_rec *r, int status)
-{
-    pcre2_match_data *md;
-    int i, hit = 0, rc;
-
-    if (rule->method != NULL && strcmp(rule->method, r->method) != 0) {
-        return 0;
-    }
-    for (i = 0; i < rule->nstatus && !hit; i++) {
-        hit = rule->status[i] == status;
-    }
-    if (!hit) {
-        return 0;
-    }
-    md = pcre2_match_data_create(1, NULL);
-    if (md == NULL) {
-        return 0;
-    }
-    rc = pcre2_match(rule->re, (PCRE2_SPTR)r->uri, PCRE2_ZERO_TERMINATED, 0, 0, md, NULL);
-    pcre2_match_data_free(md);
-    return rc >= 0;
-}
-
-static mg_outcome_t mg_classify(const request_rec *r, const mg_dir_conf_t *d, int status)
+static mg_outcome_t mg_classify(const request_rec *q, const mg_dir_conf_t *d, int status)
 {
     int watch = mg_dir_watch(d);
     const apr_array_header_t *rules = mg_dir_rules(d);
-    int redirected = status == HTTP_MOVED_TEMPORARILY || status == HTTP_SEE_OTHER;
+    mg_login_req_t rq;
+    mg_outcome_t out = MG_OUTCOME_NONE;
+    char mbuf[32];
     int i;
 
-    if (r->method_number == M_POST && watch != 0) {
-        if ((watch & MG_WATCH_ROUNDCUBE) && mg_roundcube_login(r->args)) {
-            if (status == HTTP_UNAUTHORIZED) {
-                return MG_OUT_FAILURE;
-            }
-            if (redirected) {
-                return MG_OUT_SUCCESS;
-            }
-        }
-        if ((watch & MG_WATCH_SQUIRRELMAIL) && mg_squirrelmail_login(r)) {
-            if (status == HTTP_OK) {
-                return MG_OUT_FAILURE;
-            }
-            if (redirected) {
-                return MG_OUT_SUCCESS;
-            }
-        }
+    rq.method = mg_ran_method(q, mbuf, sizeof(mbuf));
+    rq.path = q->uri;
+    rq.path_len = mg_script_len(q);
+    rq.uri = q->uri;
+    rq.query = q->args;
+    rq.status = status;
+    if (watch & MG_WATCH_ROUNDCUBE) {
+        out = mg_classify_roundcube(&rq);
     }
-    if (rules != NULL) {
+    if (out == MG_OUTCOME_NONE && (watch & MG_WATCH_SQUIRRELMAIL)) {
+        out = mg_classify_squirrelmail(&rq);
+    }
+    if (out != MG_OUTCOME_FAILURE && rules != NULL) {
         for (i = 0; i < rules->nelts; i++) {
-            if (mg_rule_matches(APR_ARRAY_IDX(rules, i, const mg_rule_t *), r, status)) {
-                return MG_OUT_FAILURE;
+            const mg_rule_t *rule = APR_ARRAY_IDX(rules, i, const mg_rule_t *);
+
+            if (mg_classify_rule(rule->method, rule->re, rule->status, rule->nstatus, &rq)) {
+                return MG_OUTCOME_FAILURE;
             }
         }
     }
-    return MG_OUT_NONE;
+    return out;
 }
 
 static void mg_log_ban(request_rec *r, const mg_addr_t *key, const char *jail,
@@ -322,6 +202,13 @@ static void mg_record_failure(request_rec *r, const mg_dir_conf_t *d)
     int rc = -1;
 
     mg_stat_inc(&stats->fail_seen);
+    if (mg_proxy_unattributable(r)) {
+        mg_stat_inc(&stats->fail_unattributable);
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
+                      "MG0054: failed login through proxy %s not counted: no usable "
+                      "client address in its forwarding header", r->useragent_ip);
+        return;
+    }
     if (r->useragent_ip == NULL || mg_addr_parse(r->useragent_ip, &client, &why) != 0) {
         mg_stat_inc(&stats->fail_ignored);
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
@@ -374,19 +261,20 @@ static void mg_record_failure(request_rec *r, const mg_dir_conf_t *d)
 
 /* A request that may be a login: classify it and act on the outcome.
  * Out of line, so the hook's early exits need no stack frame. */
-static __attribute__((noinline)) int mg_watch_finished(request_rec *r, const mg_dir_conf_t *d)
+static __attribute__((noinline)) int mg_watch_finished(request_rec *r, const request_rec *q,
+                                                       const mg_dir_conf_t *d)
 {
-    const request_rec *last = r;
+    const request_rec *last = q;
     mg_outcome_t out;
 
     while (last->next != NULL) {
         last = last->next;
     }
-    out = mg_classify(r, d, last->status);
-    if (out == MG_OUT_SUCCESS) {
+    out = mg_classify(q, d, last->status);
+    if (out == MG_OUTCOME_SUCCESS) {
         mg_stat_inc(&mg_shm_stats()->successes);
     }
-    else if (out == MG_OUT_FAILURE) {
+    else if (out == MG_OUTCOME_FAILURE) {
         mg_record_failure(r, d);
     }
     return OK;
@@ -394,16 +282,18 @@ static __attribute__((noinline)) int mg_watch_finished(request_rec *r, const mg_
 
 int mg_watch_log_transaction(request_rec *r)
 {
-    const mg_dir_conf_t *d = mg_dir_conf(r->per_dir_config);
+    const request_rec *q = r->next == NULL ? r : mg_ran(r);
+    const mg_dir_conf_t *d = mg_dir_conf(q->per_dir_config);
 
-    /* Cheapest tests first: the engine, then the method.  The built-in
-     * rules only ever count a POST: every other request leaves here
-     * unless a MailGuardFailure rule applies. */
-    if (!mg_dir_engine(d) || (r->method_number != M_POST && mg_dir_rules(d) == NULL)) {
+    /* Cheapest tests first: the engine, then whether anything is watched
+     * in the scope of the request that ran.  Every request comes here:
+     * the plain field test (no rule, MailGuardWatch unset or none, whose
+     * default is none) spares the getter's call on the common path. */
+    if (!mg_dir_engine(d) || (d->rules == NULL && d->watch <= 0) || !mg_dir_watching(d)) {
         return DECLINED;
     }
-    if (r->main != NULL || r->prev != NULL || mg_shm_stats() == NULL || !mg_dir_watching(d)) {
+    if (r->main != NULL || mg_shm_stats() == NULL) {
         return DECLINED;
     }
-    return mg_watch_finished(r, d);
+    return mg_watch_finished(r, q, d);
 }

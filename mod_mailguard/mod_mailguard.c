@@ -39,6 +39,11 @@ static int mg_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp
     if (mg_shm_post_config(pconf, s) != APR_SUCCESS) {
         return HTTP_INTERNAL_SERVER_ERROR;
     }
+    /* Which peers mod_remoteip trusts, read once so a failure it could
+     * not attribute is never charged to the proxy. */
+    if (mg_proxy_post_config(pconf, s) != APR_SUCCESS) {
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
     if (mg_sync_post_config(pconf, s) != APR_SUCCESS) {
         return HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -71,13 +76,15 @@ static void mg_register_hooks(apr_pool_t *p)
     /* Re-open the global mutex in each child; prepare the lazy Redis pool
      * (no socket is ever opened in the parent). */
     ap_hook_child_init(mg_child_init, NULL, NULL, APR_HOOK_MIDDLE);
-    /* Deny: after the per-dir config is known (so MailGuardEngine and
-     * MailGuardDenyStatus can differ per <Location>), first among the
-     * access hooks, before authentication and before any handler (PHP,
-     * FastCGI, proxy) runs.  PER_CONF: an internal redirect with the same
-     * configuration is not checked twice. */
-    ap_hook_check_access_ex(mg_gate_check_access, after_remoteip, NULL, APR_HOOK_FIRST,
-                            AP_AUTH_INTERNAL_PER_CONF);
+    /* Deny: as soon as the per-dir config is known (so MailGuardEngine
+     * and MailGuardDenyStatus can differ per <Location>), for the initial
+     * request, internal redirects and subrequests alike, before every
+     * access, authentication and authorization hook and before any
+     * handler (PHP, FastCGI, proxy) runs.  Not check_access_ex: httpd
+     * skips that one under `Satisfy Any` when mod_access_compat said OK.
+     * mod_remoteip has set the address earlier, in post_read_request. */
+    ap_hook_post_perdir_config(mg_gate_post_perdir_config, after_remoteip, NULL,
+                               APR_HOOK_FIRST);
     /* Watch: the response is final and sent, so its status is known and
      * the client never waits for Redis.  LAST: the access log is written
      * before a possible Redis round trip. */

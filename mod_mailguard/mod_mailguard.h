@@ -10,6 +10,7 @@
  * mg_redis_pool.c   per-process Redis connections and the circuit breaker
  * mg_sync.c         the sync process that mirrors the Redis ban set
  * mg_status.c       the mailguard-status handler
+ * mg_proxy.c        failures mod_remoteip could not attribute to a client
  */
 #ifndef MOD_MAILGUARD_H
 #define MOD_MAILGUARD_H
@@ -55,6 +56,8 @@ typedef struct mg_stats {
     apr_uint64_t live_in_redis;   /* live bans in Redis at the sync job's last check */
     apr_uint32_t in_step;         /* 1 while the mirror follows the change log */
     apr_uint32_t pad;
+    apr_uint64_t fail_unattributable; /* failures through a trusted proxy that
+                                       * named no usable client address */
 } mg_stats_t;
 
 /*
@@ -98,7 +101,7 @@ int mg_shm_put_ban(server_rec *s, const mg_addr_t *key, apr_int64_t expiry);
 int mg_shm_del_ban(server_rec *s, const mg_addr_t *key);
 
 /* mg_gate.c */
-int mg_gate_check_access(request_rec *r);
+int mg_gate_post_perdir_config(request_rec *r);
 
 /* mg_watch.c */
 int mg_watch_log_transaction(request_rec *r);
@@ -118,6 +121,13 @@ void mg_breaker_report(server_rec *s, int ok, const char *why);
 
 /* mg_sync.c: forks the sync process (none with MailGuardRedis none). */
 apr_status_t mg_sync_post_config(apr_pool_t *pconf, server_rec *s);
+
+/* mg_proxy.c: reads mod_remoteip's directives from the configuration
+ * tree (post_config, in the parent). */
+apr_status_t mg_proxy_post_config(apr_pool_t *pconf, server_rec *s);
+/* A failure from a trusted proxy whose header mod_remoteip could not use:
+ * the address is the proxy's, not the client's. */
+int mg_proxy_unattributable(const request_rec *r);
 
 /* mg_status.c */
 int mg_status_handler(request_rec *r);

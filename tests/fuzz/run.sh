@@ -32,9 +32,12 @@ $cc $flags -o "$out/fuzz_match" tests/fuzz/fuzz_match.c $match_src $pcre -lm
 $cc $flags -o "$out/fuzz_forge" tests/fuzz/fuzz_forge.c $match_src $pcre -lm
 # shellcheck disable=SC2086
 $cc $flags -o "$out/fuzz_config" tests/fuzz/fuzz_config.c $config_src $pcre -lm
+# shellcheck disable=SC2086
+$cc $flags -o "$out/fuzz_classify" tests/fuzz/fuzz_classify.c \
+    mod_mailguard/core/mg_classify.c $pcre
 
 rc=0
-for t in match forge config; do
+for t in match forge config classify; do
     corpus="$out/corpus_$t"
     mkdir -p "$corpus"
     cp -n "$here/seeds/$t/"* "$corpus/" 2>/dev/null || true

@@ -1,5 +1,7 @@
-"""mod_mailguard with SquirrelMail 1.4 and with custom MailGuardFailure rules
-(prefork + mod_php stand-ins).
+"""mod_mailguard's own behaviour with MailGuardWatch squirrelmail and with
+custom MailGuardFailure rules (prefork + mod_php stand-ins, whose run log
+proves a denied request never reached PHP; the real SquirrelMail 1.4.23 is
+tested in test_webmail_squirrelmail.py).
 
 SquirrelMail answers a failed POST /src/redirect.php with a 200 error page
 (`<!-- logout_error -->`) and a success with a redirect to webmail.php.

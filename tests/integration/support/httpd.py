@@ -143,10 +143,18 @@ class Httpd:
 
     def __init__(self, build=None, mpm="event", php=False, module=True,
                  redis=None, server_conf="", vhost_conf="", log_level="notice",
-                 allow=(), copies=(), sync_interval="1s", name="httpd"):
+                 allow=(), copies=(), sync_interval="1s", name="httpd", fpm=None,
+                 extra_modules=(), php_admin=True):
         self.build = build or BUILD
         self.mpm = mpm
         self.php = php
+        # fpm: a support.webmail.PhpFpm; .php goes to it through
+        # mod_proxy_fcgi instead of mod_php.
+        self.fpm = fpm
+        self.extra_modules = list(extra_modules)
+        # php_admin=False leaves PHP's error settings to the application
+        # (Roundcube refuses to run when it cannot set error_reporting).
+        self.php_admin = php_admin
         self.module = module
         self.redis = redis              # URL, "none", or None (directive left out)
         self.server_conf = server_conf
@@ -205,7 +213,10 @@ class Httpd:
         else:
             lines.append(("mpm_%s_module" % self.mpm, "mod_mpm_%s.so" % self.mpm))
         lines += _MODULES_COMMON
-        if self.php:
+        lines += [(m, "mod_%s.so" % m[:-len("_module")]) for m in self.extra_modules]
+        if self.fpm is not None:
+            lines += [("proxy_module", "mod_proxy.so"), ("proxy_fcgi_module", "mod_proxy_fcgi.so")]
+        elif self.php:
             php = sorted(glob.glob(os.path.join(MODDIR, "libphp*.so")))
             if not php:
                 raise RuntimeError("no libphp*.so in %s (libapache2-mod-php)" % MODDIR)
@@ -237,10 +248,13 @@ class Httpd:
             if self.sync_interval:
                 mg += "MailGuardSyncInterval %s\n" % self.sync_interval
         php = ""
-        if self.php:
-            php = ('<FilesMatch "\\.php$">\n    SetHandler application/x-httpd-php\n'
-                   '</FilesMatch>\nphp_admin_value error_reporting -1\n'
-                   'php_admin_flag display_errors Off\nphp_admin_flag log_errors On\n')
+        if self.fpm is not None:
+            php = self.fpm.handler_conf()
+        elif self.php:
+            php = '<FilesMatch "\\.php$">\n    SetHandler application/x-httpd-php\n</FilesMatch>\n'
+            if self.php_admin:
+                php += ('php_admin_value error_reporting -1\n'
+                        'php_admin_flag display_errors Off\nphp_admin_flag log_errors On\n')
         return """# generated for one test; see tests/integration/support/httpd.py
 ServerRoot "{root}"
 DefaultRuntimeDir "{run}"

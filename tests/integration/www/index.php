@@ -4,8 +4,9 @@
  *   POST ./?_task=login  wrong password -> HTTP/1.0 401 Unauthorized + login page
  *                        right password -> Location ./?_task=mail (302, or 303
  *                        for an HTTP/1.1 POST: PHP decides, as with Roundcube)
- *   POST to any other task without a session -> 401 (Roundcube's invalid
- *                        request / expired session answer): not a login
+ *   POST to any other task without a session -> 401, as Roundcube answers a
+ *                        login posted with _task=login in the body but no
+ *                        token (its login branch: counted, see mg_classify.c)
  *   GET                  the login form, 200; with _err=401 the form with 401,
  *                        like Roundcube 1.4.0 did on every login-page render
  * The accepted password is "right".

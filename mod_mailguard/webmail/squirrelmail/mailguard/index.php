@@ -1,0 +1,3 @@
+<?php
+/* Nothing to browse here. */
+header('Location: ../index.php');
