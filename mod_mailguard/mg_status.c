@@ -74,7 +74,11 @@ static int mg_status_page(request_rec *r)
     ap_rprintf(r, "BansMade: %" APR_UINT64_T_FMT "\n", mg_stat_get(&st->bans_made));
     ap_rprintf(r, "PendingBans: %u\n", (unsigned)pending);
     ap_rprintf(r, "NotMirrored: %" APR_UINT64_T_FMT "\n", mg_stat_get(&st->not_mirrored));
+    ap_rprintf(r, "LiveInRedis: %" APR_UINT64_T_FMT "\n", mg_stat_get(&st->live_in_redis));
+    ap_rprintf(r, "BansEvicted: %" APR_UINT64_T_FMT "\n", mg_bantable_evicted(bt));
+    ap_rprintf(r, "InStep: %u\n", (unsigned)__atomic_load_n(&st->in_step, __ATOMIC_RELAXED));
     ap_rprintf(r, "EventsApplied: %" APR_UINT64_T_FMT "\n", mg_stat_get(&st->events));
+    ap_rprintf(r, "ChangesRefused: %" APR_UINT64_T_FMT "\n", mg_stat_get(&st->refused));
     ap_rprintf(r, "Syncs: %" APR_UINT64_T_FMT "\n", mg_stat_get(&st->syncs));
     ap_rprintf(r, "SyncErrors: %" APR_UINT64_T_FMT "\n", mg_stat_get(&st->sync_errors));
     if (last > 0) {

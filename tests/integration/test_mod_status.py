@@ -62,6 +62,13 @@ def test_status_page_counts_failures_bans_and_denials(redis_factory, httpd_facto
     assert delta(s1, s0, "BansMade") == 1
     assert delta(s1, s0, "Denied") == 3
     assert int(s1["BansMirrored"]) >= 1
+    # the mirror follows the change log: in step, Redis's live count seen,
+    # the ban applied (made here, logged by Redis, read back)
+    assert wait_for(lambda: status_page(srv)[1]["LiveInRedis"] == "1", within=3, step=0.2)
+    _, s2 = status_page(srv)
+    assert s2["InStep"] == "1" and s2["NotMirrored"] == "0"
+    assert int(s2["EventsApplied"]) >= 1 and s2["ChangesRefused"] == "0"
+    assert s2["BansEvicted"] == "0"
     # Redis goes away: the page says so, without a password either.
     redis.stop()
     assert wait_for(lambda: status_page(srv)[1]["RedisState"] == "down", within=5, step=0.2)
