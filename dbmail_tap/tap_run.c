@@ -415,15 +415,15 @@ static void *writer_main(void *arg)
                     k++;
                 }
             }
-            if (mg_store_record_failures(st, j->name, &j->policy, k, w.keys, w.times, w.res,
-                                         &done) != 0) {
+            if (mg_store_record_failures(st, j->name, &j->policy, k, w.keys, w.times, NULL,
+                                         w.res, &done) != 0) {
                 failed = 1;
             }
             /* Beyond *done, a pair with a count was recorded all the same
              * (the store groups a batch by address): resending it would
              * count that failure twice. */
             for (size_t m = 0; m < k; m++) {
-                if (m >= done && w.res[m].count == 0) {
+                if (m >= done && w.res[m].count == 0 && !w.res[m].duplicate) {
                     continue;
                 }
                 w.sent[w.idx[m]] = 1;

@@ -124,7 +124,22 @@ typedef struct mg_keep {
     mg_bantable_t *bt;
     apr_int64_t now;
     int oom;
+    unsigned resent;
 } mg_keep_t;
+
+/* After data loss: a failure counted recently, still inside its window,
+ * goes to Redis again (a duplicate wherever Redis still has it), so the
+ * windows Redis lost count on exactly. */
+static int mg_mirror_resend(void *baton, const mg_pending_failure_t *f)
+{
+    mg_keep_t *k = baton;
+
+    if (f->time_ms > (int64_t)k->now * 1000 - f->policy.findtime * 1000) {
+        mg_fqueue_push(mg_shm_fqueue(), f);
+        k->resent++;
+    }
+    return 0;
+}
 
 /* Bans still waiting for Redis are not in the set just read: keep them. */
 static int mg_mirror_keep_pending(void *baton, const mg_pending_ban_t *ban)
@@ -168,7 +183,7 @@ static int mg_mirror_commit(void *baton)
 {
     mg_mirror_t *m = baton;
     mg_bantable_t *bt = mg_shm_bantable();
-    mg_keep_t k = { m, bt, mg_now(), 0 };
+    mg_keep_t k = { m, bt, mg_now(), 0, 0 };
     size_t before = m->nback - m->backat;
 
     if (mg_shm_lock(m->s) != APR_SUCCESS) {
@@ -177,6 +192,7 @@ static int mg_mirror_commit(void *baton)
     mg_localwin_foreach_pending(mg_shm_localwin(), mg_mirror_keep_pending, &k);
     if (m->why == MG_SNAP_LOST) {
         mg_bantable_foreach(bt, k.now, mg_mirror_keep_lost, &k);
+        mg_fqueue_foreach(mg_shm_recent(), mg_mirror_resend, &k);
     }
     mg_bantable_rebuild_commit(bt);
     mg_shm_unlock(m->s);
@@ -186,6 +202,11 @@ static int mg_mirror_commit(void *baton)
         ap_log_error(APLOG_MARK, APLOG_INFO, 0, m->s,
                      "MG0062: Redis lost %lu live ban(s) this server knows: kept, and "
                      "written back", (unsigned long)(m->nback - m->backat - before));
+    }
+    if (k.resent > 0) {
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, m->s,
+                     "MG0077: sending %u recent failure(s) to Redis again, so the windows "
+                     "it lost count on", k.resent);
     }
     if (k.oom) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, m->s,
@@ -244,7 +265,114 @@ const mg_follow_ops_t mg_mirror_ops = {
 
 /* ---- writing back ---- */
 
-/* Bans made here while Redis was away, then those Redis lost. */
+/* Failures taken from the queue per call. */
+#define MG_FAILURES_PER_CALL 256
+
+/* What Redis said of one sent failure: a ban is mirrored and logged here
+ * (the request that saw the failure has long been answered). */
+static void mg_mirror_counted(mg_mirror_t *m, const mg_pending_failure_t *f,
+                              const mg_record_result_t *res)
+{
+    mg_stats_t *stats = mg_shm_stats();
+    char addr[MG_ADDR_STRLEN], until[32];
+
+    if (res->duplicate) {
+        mg_stat_inc(&stats->fail_duplicate);
+        return;
+    }
+    mg_stat_inc(&stats->fail_redis);
+    if (mg_shm_lock(m->s) == APR_SUCCESS) {
+        mg_fqueue_push(mg_shm_recent(), f);
+        mg_shm_unlock(m->s);
+    }
+    if (!res->banned) {
+        return;
+    }
+    mg_shm_put_ban(m->s, &f->key, res->expiry);
+    mg_stat_inc(&stats->bans_made);
+    mg_addr_format(&f->key, addr, sizeof(addr));
+    ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, m->s,
+                 "MG0050: Ban %s (jail %s, %u failures, until %s)", addr, f->jail, res->count,
+                 mg_format_time(res->expiry, until, sizeof(until)));
+}
+
+/* Put back what Redis did not confirm (it goes again later; sent twice,
+ * it is a duplicate, not a second failure). */
+static void mg_mirror_requeue(mg_mirror_t *m, const mg_pending_failure_t *f, size_t n)
+{
+    if (mg_shm_lock(m->s) != APR_SUCCESS) {
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (mg_fqueue_push(mg_shm_fqueue(), &f[i])) {
+            mg_stat_inc(&mg_shm_stats()->fail_dropped);
+        }
+    }
+    mg_shm_unlock(m->s);
+}
+
+/* Send one piece of the queued failures, in runs of one jail and policy. */
+static int mg_mirror_send_failures(mg_mirror_t *m, mg_store_t *cmd)
+{
+    mg_pending_failure_t f[MG_FAILURES_PER_CALL];
+    mg_addr_t keys[MG_FAILURES_PER_CALL];
+    int64_t times[MG_FAILURES_PER_CALL];
+    const char *ids[MG_FAILURES_PER_CALL];
+    mg_record_result_t res[MG_FAILURES_PER_CALL];
+    int64_t now_ms = (int64_t)apr_time_as_msec(apr_time_now());
+    size_t n, i = 0, kept = 0;
+
+    if (mg_shm_lock(m->s) != APR_SUCCESS) {
+        return -1;
+    }
+    n = mg_fqueue_pop(mg_shm_fqueue(), f, MG_FAILURES_PER_CALL);
+    mg_shm_unlock(m->s);
+    /* a failure older than its window can no longer count anywhere */
+    for (i = 0; i < n; i++) {
+        if (f[i].time_ms > now_ms - f[i].policy.findtime * 1000) {
+            f[kept++] = f[i];
+        }
+        else {
+            mg_stat_inc(&mg_shm_stats()->fail_dropped);
+        }
+    }
+    for (i = 0; i < kept;) {
+        size_t j = i, k, done = 0;
+
+        while (j < kept && strcmp(f[j].jail, f[i].jail) == 0
+               && memcmp(&f[j].policy, &f[i].policy, sizeof(f[i].policy)) == 0) {
+            keys[j - i] = f[j].key;
+            times[j - i] = f[j].time_ms;
+            ids[j - i] = f[j].id;
+            j++;
+        }
+        k = j - i;
+        if (mg_store_record_failures(cmd, f[i].jail, &f[i].policy, k, keys, times, ids, res,
+                                     &done) != 0) {
+            size_t x;
+            /* the confirmed ones are done; the rest, and every later run,
+             * go back to the queue */
+            for (x = 0; x < k; x++) {
+                if (res[x].count != 0 || res[x].duplicate) {
+                    mg_mirror_counted(m, &f[i + x], &res[x]);
+                }
+                else {
+                    mg_mirror_requeue(m, &f[i + x], 1);
+                }
+            }
+            mg_mirror_requeue(m, &f[j], kept - j);
+            return -1;
+        }
+        for (size_t x = 0; x < k; x++) {
+            mg_mirror_counted(m, &f[i + x], &res[x]);
+        }
+        i = j;
+    }
+    return mg_fqueue_count(mg_shm_fqueue()) > 0 ? 1 : 0;
+}
+
+/* Bans made here while Redis was away, the failures waiting for it, then
+ * the bans Redis lost. */
 int mg_mirror_write_back(mg_mirror_t *m, mg_store_t *cmd)
 {
     mg_localwin_t *lw = mg_shm_localwin();
@@ -268,6 +396,9 @@ int mg_mirror_write_back(mg_mirror_t *m, mg_store_t *cmd)
             return -1;
         }
         return 1;
+    }
+    if (mg_fqueue_count(mg_shm_fqueue()) > 0) {
+        return mg_mirror_send_failures(m, cmd);
     }
     if (m->backat == m->nback) {
         return 0;

@@ -20,11 +20,14 @@ void mg_mirror_free(mg_mirror_t *m);
 extern const mg_follow_ops_t mg_mirror_ops;
 
 /*
- * Bans Redis should hold and does not: those the mirror kept when Redis
- * lost its data, and those made here while Redis was away.  Writes one
- * bounded piece per call (pipelined), so the follower keeps applying
- * changes between pieces.  1 when there is more to write, 0 when done,
- * -1 on a Redis error (the rest stays queued).
+ * What Redis should hold and does not: bans made here while Redis was
+ * away, failures queued for it (a call that timed out, an outage: each
+ * sent with its identity and time, so it counts exactly once and in its
+ * place; a ban it makes is mirrored and logged here), then the bans the
+ * mirror kept when Redis lost its data.  Writes one bounded piece per call
+ * (pipelined), so the follower keeps applying changes between pieces.  1
+ * when there is more to write, 0 when done, -1 on a Redis error (the rest
+ * stays queued).
  */
 int mg_mirror_write_back(mg_mirror_t *m, mg_store_t *cmd);
 

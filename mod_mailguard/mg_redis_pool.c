@@ -34,6 +34,12 @@ APLOG_USE_MODULE(mailguard);
 #define MG_POOL_COMMAND_MS 100
 /* While Redis is down, one probe per this interval. */
 #define MG_BREAKER_RETRY apr_time_from_msec(1000)
+/* Timeouts alone open the breaker only when this many come in a row
+ * within MG_SLOW_WINDOW: one slow call (Redis busy with someone else's
+ * long command, a CPU-starved box) is not an outage, a Redis that stopped
+ * answering is. */
+#define MG_SLOW_STREAK   3
+#define MG_SLOW_WINDOW   apr_time_from_msec(2000)
 
 typedef struct mg_slot {
     mg_store_t *st;
@@ -160,8 +166,33 @@ end:
     return st;
 }
 
-void mg_redis_checkin(server_rec *s, mg_store_t *st, int ok)
+/* A call timed out: an outage only if the streak says so. */
+static void mg_breaker_slow(server_rec *s, const char *why)
 {
+    mg_stats_t *st = mg_shm_stats();
+    apr_time_t now = apr_time_now();
+    apr_int64_t since;
+    apr_uint32_t streak;
+
+    if (st == NULL) {
+        return;
+    }
+    since = __atomic_load_n(&st->slow_since, __ATOMIC_ACQUIRE);
+    if (since == 0 || now - since > MG_SLOW_WINDOW) {
+        /* a new streak (races only blur which call starts it) */
+        __atomic_store_n(&st->slow_since, (apr_int64_t)now, __ATOMIC_RELEASE);
+        __atomic_store_n(&st->slow_streak, 1, __ATOMIC_RELEASE);
+        return;
+    }
+    streak = __atomic_add_fetch(&st->slow_streak, 1, __ATOMIC_ACQ_REL);
+    if (streak >= MG_SLOW_STREAK) {
+        mg_breaker_report(s, 0, why);
+    }
+}
+
+void mg_redis_checkin(server_rec *s, mg_store_t *st, int rc)
+{
+    mg_stats_t *stats = mg_shm_stats();
     int i;
 
     if (st == NULL) {
@@ -169,7 +200,21 @@ void mg_redis_checkin(server_rec *s, mg_store_t *st, int ok)
     }
     /* The store dropped its connection on an error; it reconnects on the
      * next call, so it can go back to the pool either way. */
-    mg_breaker_report(s, ok, ok ? NULL : mg_store_error(st));
+    if (rc == 0) {
+        if (stats != NULL && __atomic_load_n(&stats->slow_streak, __ATOMIC_RELAXED) != 0) {
+            __atomic_store_n(&stats->slow_streak, 0, __ATOMIC_RELAXED);
+            __atomic_store_n(&stats->slow_since, 0, __ATOMIC_RELAXED);
+        }
+        mg_breaker_report(s, 1, NULL);
+    }
+    else if (mg_store_error_kind(st) == MG_STORE_ETIMEOUT) {
+        mg_breaker_slow(s, mg_store_error(st));
+    }
+    else if (mg_store_error_kind(st) != MG_STORE_EOTHER) {
+        /* gone (refused, reset, closed) or refusing (OOM, READONLY,
+         * NOAUTH, WRONGPASS): no point in the next call trying */
+        mg_breaker_report(s, 0, mg_store_error(st));
+    }
     apr_thread_mutex_lock(mg_pool.lock);
     for (i = 0; i < mg_pool.size; i++) {
         if (mg_pool.slots[i].st == st) {

@@ -24,6 +24,7 @@
 #include "apr_global_mutex.h"
 #include "apr_shm.h"
 #include "apr_strings.h"
+#include "apr_general.h"
 
 #include "mod_mailguard.h"
 #include "mg_config.h"
@@ -31,13 +32,16 @@
 APLOG_USE_MODULE(mailguard);
 
 #define MG_SHM_MAGIC   0x4d475348u  /* "MGSH" */
-#define MG_SHM_VERSION 2u   /* 2: change-log position, new counters */
+#define MG_SHM_VERSION 3u   /* 2: change-log position; 3: failure queue, token */
 #define MG_SHM_KEY     "mod_mailguard_shm"
 #define MG_SHM_ALIGN   64
 /* Local windows: addresses counted while Redis is away (LRU beyond
  * this), and bans waiting to be written to Redis. */
 #define MG_WIN_ENTRIES 8192
 #define MG_WIN_QUEUE   4096
+/* Failures waiting for Redis (a timeout, an outage): at a few hundred a
+ * second, a minute's worth. */
+#define MG_FAIL_QUEUE  16384
 
 typedef struct mg_shm_hdr {
     apr_uint32_t magic;
@@ -48,6 +52,11 @@ typedef struct mg_shm_hdr {
     apr_uint32_t pad;
     apr_uint64_t bt_off, bt_size;
     apr_uint64_t lw_off, lw_size;
+    apr_uint64_t fq_off, fq_size;
+    apr_uint64_t rq_off;        /* recently counted failures: same size as fq */
+    apr_uint32_t fq_cap;
+    apr_uint32_t pad2;
+    apr_uint64_t token;         /* random: this server's failure identities */
     apr_uint64_t total;
     mg_stats_t stats;
     mg_shm_pos_t pos;
@@ -65,6 +74,8 @@ static struct {
     mg_shm_hdr_t *hdr;
     mg_bantable_t *bt;
     mg_localwin_t *lw;
+    mg_fqueue_t *fq;
+    mg_fqueue_t *rq;
     apr_global_mutex_t *mutex;
     const char *lockfile;
 } mg_g;
@@ -83,7 +94,11 @@ static void mg_layout(mg_shm_hdr_t *h, apr_uint32_t capacity)
     h->bt_size = mg_align(mg_bantable_size(capacity));
     h->lw_off = h->bt_off + h->bt_size;
     h->lw_size = mg_align(mg_localwin_size(MG_WIN_ENTRIES, MG_WIN_QUEUE));
-    h->total = h->lw_off + h->lw_size;
+    h->fq_cap = MG_FAIL_QUEUE;
+    h->fq_off = h->lw_off + h->lw_size;
+    h->fq_size = mg_align(mg_fqueue_size(MG_FAIL_QUEUE));
+    h->rq_off = h->fq_off + h->fq_size;
+    h->total = h->rq_off + h->fq_size;
 }
 
 /* The segment's usable base is not cache-line aligned (APR keeps its own
@@ -131,8 +146,16 @@ static int mg_shm_format(mg_shm_hdr_t *h, apr_uint32_t capacity, mg_shm_hdr_t *o
      * only touched (and allocated) as bans arrive. */
     if (mg_bantable_init_zeroed(mg_at(h, h->bt_off), (size_t)h->bt_size, capacity) == NULL
         || mg_localwin_init(mg_at(h, h->lw_off), (size_t)h->lw_size, h->win_entries,
-                            h->win_queue) == NULL) {
+                            h->win_queue) == NULL
+        || mg_fqueue_init(mg_at(h, h->fq_off), (size_t)h->fq_size, h->fq_cap) == NULL
+        || mg_fqueue_init(mg_at(h, h->rq_off), (size_t)h->fq_size, h->fq_cap) == NULL) {
         return -1;
+    }
+    /* Identities of this server's failures start with it: random, so two
+     * servers (or two generations) never reuse one. */
+    if (apr_generate_random_bytes((unsigned char *)&h->token, sizeof(h->token))
+        != APR_SUCCESS) {
+        h->token = (apr_uint64_t)apr_time_now() ^ ((apr_uint64_t)getpid() << 40);
     }
     if (old != NULL && old->magic == MG_SHM_MAGIC && old->version == MG_SHM_VERSION) {
         mg_bantable_t *obt = mg_bantable_attach(mg_at(old, old->bt_off),
@@ -143,10 +166,18 @@ static int mg_shm_format(mg_shm_hdr_t *h, apr_uint32_t capacity, mg_shm_hdr_t *o
         if (obt != NULL) {
             mg_bantable_copy(mg_at(h, h->bt_off), obt, (int64_t)apr_time_sec(apr_time_now()));
         }
+        mg_fqueue_t *ofq = mg_fqueue_attach(mg_at(old, old->fq_off), (size_t)old->fq_size,
+                                            old->fq_cap);
         if (olw != NULL) {
             mg_pending_ban_t pb;
             while (mg_localwin_pop_ban(olw, &pb)) {
                 mg_localwin_queue_ban(mg_at(h, h->lw_off), &pb.key, pb.expiry, pb.jail);
+            }
+        }
+        if (ofq != NULL) {
+            mg_pending_failure_t pf;
+            while (mg_fqueue_pop(ofq, &pf, 1) == 1) {
+                mg_fqueue_push(mg_at(h, h->fq_off), &pf);
             }
         }
         h->stats = old->stats;
@@ -170,12 +201,15 @@ static int mg_shm_reattach(mg_shm_hdr_t *h, apr_size_t size, apr_uint32_t capaci
     mg_layout(&want, capacity);
     if (h->magic != MG_SHM_MAGIC || h->version != MG_SHM_VERSION
         || h->capacity != capacity || h->total != want.total || size < want.total
-        || h->bt_off != want.bt_off || h->lw_off != want.lw_off) {
+        || h->bt_off != want.bt_off || h->lw_off != want.lw_off || h->fq_off != want.fq_off
+        || h->rq_off != want.rq_off) {
         return -1;
     }
     if (mg_bantable_attach(mg_at(h, h->bt_off), (size_t)h->bt_size, capacity) == NULL
         || mg_localwin_attach(mg_at(h, h->lw_off), (size_t)h->lw_size, h->win_entries,
-                              h->win_queue) == NULL) {
+                              h->win_queue) == NULL
+        || mg_fqueue_attach(mg_at(h, h->fq_off), (size_t)h->fq_size, h->fq_cap) == NULL
+        || mg_fqueue_attach(mg_at(h, h->rq_off), (size_t)h->fq_size, h->fq_cap) == NULL) {
         return -1;
     }
     h->stats.sync_leader = 0;
@@ -265,7 +299,11 @@ apr_status_t mg_shm_post_config(apr_pool_t *pconf, server_rec *s)
                                  capacity);
     mg_g.lw = mg_localwin_attach(mg_at(mg_g.hdr, mg_g.hdr->lw_off), (size_t)mg_g.hdr->lw_size,
                                  mg_g.hdr->win_entries, mg_g.hdr->win_queue);
-    if (mg_g.bt == NULL || mg_g.lw == NULL) {
+    mg_g.fq = mg_fqueue_attach(mg_at(mg_g.hdr, mg_g.hdr->fq_off), (size_t)mg_g.hdr->fq_size,
+                               mg_g.hdr->fq_cap);
+    mg_g.rq = mg_fqueue_attach(mg_at(mg_g.hdr, mg_g.hdr->rq_off), (size_t)mg_g.hdr->fq_size,
+                               mg_g.hdr->fq_cap);
+    if (mg_g.bt == NULL || mg_g.lw == NULL || mg_g.fq == NULL || mg_g.rq == NULL) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
                      "MG0007: shared memory does not hold a valid ban table");
         return APR_EGENERAL;
@@ -302,6 +340,21 @@ mg_localwin_t *mg_shm_localwin(void)
 mg_stats_t *mg_shm_stats(void)
 {
     return mg_g.hdr ? &mg_g.hdr->stats : NULL;
+}
+
+mg_fqueue_t *mg_shm_fqueue(void)
+{
+    return mg_g.fq;
+}
+
+mg_fqueue_t *mg_shm_recent(void)
+{
+    return mg_g.rq;
+}
+
+apr_uint64_t mg_shm_token(void)
+{
+    return mg_g.hdr ? mg_g.hdr->token : 0;
 }
 
 mg_shm_pos_t *mg_shm_position(void)

@@ -75,6 +75,8 @@ APLOG_USE_MODULE(mailguard);
  * than its slowest step (a Redis command timeout), short enough not to
  * hold up a restart. */
 #define MG_SYNC_STOP_WAIT   apr_time_from_sec(5)
+/* How long a cold start waits for the first read of the ban set. */
+#define MG_SYNC_START_WAIT  apr_time_from_sec(10)
 
 static struct {
     /* parent */
@@ -140,7 +142,7 @@ static int mg_sync_run(server_rec *s)
     char id[MG_STORE_IDLEN];
     uint64_t seq;
     apr_time_t next_write = 0;
-    int code = 1;
+    int code = 1, more = 0;
 
     mg_sync_follow_cfg(s, &fc);
     mg_redis_store_cfg(s, &cfg, MG_SYNC_CONNECT_MS, MG_SYNC_COMMAND_MS);
@@ -162,15 +164,21 @@ static int mg_sync_run(server_rec *s)
                  (long)getpid());
 
     while (!mg_stopping()) {
-        int up = mg_follow_step(fol, MG_SYNC_WAIT_MS) == 0;
+        /* no waiting for changes while there is something to write */
+        int up = mg_follow_step(fol, more ? 0 : MG_SYNC_WAIT_MS) == 0;
 
         mg_mirror_account(mir, fol);
-        /* Bans Redis should hold (made here during an outage, or lost by
-         * Redis) go out a piece per turn, between the follower's steps,
-         * so changes made elsewhere keep arriving meanwhile. */
-        if (up && apr_time_now() >= next_write
-            && mg_mirror_write_back(mir, cmd) < 0) {
-            next_write = apr_time_now() + MG_SYNC_RETRY;
+        /* What Redis should hold and does not (failures queued for it,
+         * bans made here during an outage or lost by Redis) goes out a
+         * piece per turn, between the follower's steps, so changes made
+         * elsewhere keep arriving meanwhile. */
+        more = 0;
+        if (up && apr_time_now() >= next_write) {
+            more = mg_mirror_write_back(mir, cmd);
+            if (more < 0) {
+                more = 0;
+                next_write = apr_time_now() + MG_SYNC_RETRY;
+            }
         }
     }
     code = 0;
@@ -365,6 +373,38 @@ static apr_status_t mg_sync_stop(void *data)
     return APR_SUCCESS;
 }
 
+/*
+ * A cold start (no mirror kept from a previous generation): let the job
+ * read the set before the children serve anyone, so known bans hold from
+ * the first request.  Bounded: it stops waiting when the job is in step,
+ * when it reports Redis unreachable, or after MG_SYNC_START_WAIT (a million
+ * bans take a few seconds).  A restart with a kept mirror does not wait.
+ */
+static void mg_sync_wait_first(server_rec *s)
+{
+    mg_stats_t *st = mg_shm_stats();
+    const mg_shm_pos_t *pos = mg_shm_position();
+    apr_time_t until = apr_time_now() + MG_SYNC_START_WAIT;
+    apr_uint64_t errors0;
+
+    if (st == NULL || pos == NULL || pos->valid || mg_bantable_count(mg_shm_bantable()) > 0) {
+        return;
+    }
+    errors0 = mg_stat_get(&st->sync_errors);
+    while (apr_time_now() < until && mg_sync.running) {
+        /* (a job that died early is left to the MPM to reap and replace:
+         * this wait just runs out) */
+        if (__atomic_load_n(&st->in_step, __ATOMIC_ACQUIRE)
+            || mg_stat_get(&st->sync_errors) != errors0) {
+            break;
+        }
+        apr_sleep(apr_time_from_msec(10));
+    }
+    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, "MG0078: first read of the ban set %s",
+                 __atomic_load_n(&st->in_step, __ATOMIC_ACQUIRE) ? "done before serving"
+                                                                 : "still going: serving");
+}
+
 apr_status_t mg_sync_post_config(apr_pool_t *pconf, server_rec *s)
 {
     memset(&mg_sync, 0, sizeof(mg_sync));
@@ -378,6 +418,8 @@ apr_status_t mg_sync_post_config(apr_pool_t *pconf, server_rec *s)
     apr_pool_cleanup_register(pconf, NULL, mg_sync_stop, apr_pool_cleanup_null);
     /* Not fatal: requests are still judged by the bans this server makes
      * and the mirror it has; the error is logged. */
-    (void)mg_sync_fork();
+    if (mg_sync_fork() == APR_SUCCESS) {
+        mg_sync_wait_first(s);
+    }
     return APR_SUCCESS;
 }

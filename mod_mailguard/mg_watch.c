@@ -19,6 +19,7 @@
  * only for a failure.
  */
 #include <string.h>
+#include <unistd.h>
 
 #include "httpd.h"
 #include "http_config.h"
@@ -151,30 +152,65 @@ static void mg_log_ban(request_rec *r, const mg_addr_t *key, const char *jail,
                   "MG0050: Ban %s (jail %s, %u failures, until %s)", addr, jail, count, until);
 }
 
-/* Redis unavailable: the local window decides, under the writer mutex
- * (no I/O inside).  A ban made here is mirrored at once and queued for
+/* This failure's identity: the server's random token, the process and a
+ * counter.  Sent again (a retry, the queue), it is counted once. */
+static void mg_failure_id(char id[MG_FAILURE_IDLEN])
+{
+    static apr_uint64_t seq;
+    apr_uint64_t n = __atomic_add_fetch(&seq, 1, __ATOMIC_RELAXED);
+
+    apr_snprintf(id, MG_FAILURE_IDLEN, "w%016" APR_UINT64_T_HEX_FMT "-%" APR_PID_T_FMT
+                 "-%" APR_UINT64_T_HEX_FMT, mg_shm_token(), getpid(), n);
+}
+
+/* Redis could not take the failure now: queue it for the sync process to
+ * send (exactly once, in its place), and, when Redis is gone rather than
+ * slow, let the local window decide meanwhile.  Under the writer mutex,
+ * no I/O inside.  A ban made here is mirrored at once and queued for
  * Redis. */
-static void mg_record_local(request_rec *r, const mg_dir_conf_t *d, const mg_addr_t *key,
-                            const mg_policy_t *pol, apr_time_t now)
+static void mg_record_later(request_rec *r, const mg_dir_conf_t *d, const mg_addr_t *key,
+                            const mg_policy_t *pol, apr_time_t now, const char *id,
+                            int local)
 {
     mg_stats_t *stats = mg_shm_stats();
     mg_record_result_t res;
+    mg_pending_failure_t pf;
     const char *jail = mg_dir_jail(d);
-    int rc, full = 0;
+    int rc = 0, full = 0, lost = 0;
 
     memset(&res, 0, sizeof(res));
+    memset(&pf, 0, sizeof(pf));
+    pf.key = *key;
+    pf.time_ms = (int64_t)apr_time_as_msec(now);
+    pf.policy = *pol;
+    apr_cpystrn(pf.jail, jail, sizeof(pf.jail));
+    apr_cpystrn(pf.id, id, sizeof(pf.id));
     if (mg_shm_lock(r->server) != APR_SUCCESS) {
         return;
     }
-    rc = mg_localwin_record(mg_shm_localwin(), jail, key, (int64_t)apr_time_sec(now), pol,
-                            &res);
-    if (rc == 0 && res.banned) {
-        full = mg_bantable_put(mg_shm_bantable(), key, res.expiry) < 0;
-        if (mg_srv_redis_enabled(r->server)) {
-            mg_localwin_queue_ban(mg_shm_localwin(), key, res.expiry, jail);
+    if (mg_srv_redis_enabled(r->server)) {
+        lost = mg_fqueue_push(mg_shm_fqueue(), &pf);
+    }
+    if (local) {
+        rc = mg_localwin_record(mg_shm_localwin(), jail, key, (int64_t)apr_time_sec(now), pol,
+                                &res);
+        if (rc == 0 && res.banned) {
+            full = mg_bantable_put(mg_shm_bantable(), key, res.expiry) < 0;
+            if (mg_srv_redis_enabled(r->server)) {
+                mg_localwin_queue_ban(mg_shm_localwin(), key, res.expiry, jail);
+            }
         }
     }
     mg_shm_unlock(r->server);
+    if (lost) {
+        mg_stat_inc(&stats->fail_dropped);
+    }
+    if (mg_srv_redis_enabled(r->server)) {
+        mg_stat_inc(&stats->fail_queued);
+    }
+    if (!local) {
+        return;
+    }
     if (rc != 0) {
         mg_stat_inc(&stats->fail_ignored);
         return;
@@ -189,6 +225,25 @@ static void mg_record_local(request_rec *r, const mg_dir_conf_t *d, const mg_add
     }
 }
 
+/* Counted in Redis: remembered while it can count, so that should Redis
+ * lose its data the sync job sends it again (mg_mirror.c). */
+static void mg_remember(request_rec *r, const mg_addr_t *key, const mg_policy_t *pol,
+                        const char *jail, apr_time_t now, const char *id)
+{
+    mg_pending_failure_t pf;
+
+    memset(&pf, 0, sizeof(pf));
+    pf.key = *key;
+    pf.time_ms = (int64_t)apr_time_as_msec(now);
+    pf.policy = *pol;
+    apr_cpystrn(pf.jail, jail, sizeof(pf.jail));
+    apr_cpystrn(pf.id, id, sizeof(pf.id));
+    if (mg_shm_lock(r->server) == APR_SUCCESS) {
+        mg_fqueue_push(mg_shm_recent(), &pf);
+        mg_shm_unlock(r->server);
+    }
+}
+
 static void mg_record_failure(request_rec *r, const mg_dir_conf_t *d)
 {
     mg_stats_t *stats = mg_shm_stats();
@@ -198,8 +253,9 @@ static void mg_record_failure(request_rec *r, const mg_dir_conf_t *d)
     const char *why = NULL;
     const char *jail = mg_dir_jail(d);
     apr_time_t now = apr_time_now();
+    char id[MG_FAILURE_IDLEN];
     mg_store_t *st;
-    int rc = -1;
+    int rc = -1, slow = 0;
 
     mg_stat_inc(&stats->fail_seen);
     if (mg_proxy_unattributable(r)) {
@@ -226,28 +282,38 @@ static void mg_record_failure(request_rec *r, const mg_dir_conf_t *d)
     mg_addr_ban_key(&client, mg_srv_v6prefix(r->server), &key);
     mg_dir_policy(d, &pol);
     memset(&res, 0, sizeof(res));
+    mg_failure_id(id);
 
     st = mg_redis_checkout(r->server);
     if (st != NULL) {
         int was_connected = mg_store_connected(st);
 
-        rc = mg_store_record_failure(st, jail, &key, (int64_t)apr_time_as_msec(now), &pol, &res);
+        rc = mg_store_record_failure(st, jail, &key, (int64_t)apr_time_as_msec(now), id, &pol,
+                                     &res);
         /* A pooled socket left over from before a Redis restart fails at
          * once (reset or EOF, the script never ran): one fresh try, so a
-         * restart is not mistaken for an outage.  A slow failure (timeout)
-         * is not retried: the script may still run. */
-        if (rc != 0 && was_connected
+         * restart is not mistaken for an outage. */
+        if (rc != 0 && was_connected && mg_store_error_kind(st) == MG_STORE_EDOWN
             && apr_time_now() - now < apr_time_from_msec(MG_STALE_MS)) {
-            rc = mg_store_record_failure(st, jail, &key, (int64_t)apr_time_as_msec(now), &pol,
-                                         &res);
+            rc = mg_store_record_failure(st, jail, &key, (int64_t)apr_time_as_msec(now), id,
+                                         &pol, &res);
         }
-        mg_redis_checkin(r->server, st, rc == 0);
+        slow = rc != 0 && mg_store_error_kind(st) == MG_STORE_ETIMEOUT;
+        mg_redis_checkin(r->server, st, rc);
     }
     if (rc != 0) {
-        mg_record_local(r, d, &key, &pol, now);
+        /* Slow (the call may still run): only the queue, whose resend is a
+         * duplicate if it did.  Gone: the local window decides too. */
+        mg_record_later(r, d, &key, &pol, now, id,
+                        !slow || __atomic_load_n(&stats->redis_down, __ATOMIC_RELAXED));
+        return;
+    }
+    if (res.duplicate) {
+        mg_stat_inc(&stats->fail_duplicate);
         return;
     }
     mg_stat_inc(&stats->fail_redis);
+    mg_remember(r, &key, &pol, jail, now, id);
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "MG0053: failed login %u of %u (jail %s)",
                   res.count, pol.maxretry, jail);
     if (res.banned) {

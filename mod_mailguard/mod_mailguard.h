@@ -22,6 +22,7 @@
 
 #include "mg_addr.h"
 #include "mg_bantable.h"
+#include "mg_fqueue.h"
 #include "mg_localwin.h"
 #include "mg_policy.h"
 #include "mg_store.h"
@@ -58,6 +59,12 @@ typedef struct mg_stats {
     apr_uint32_t pad;
     apr_uint64_t fail_unattributable; /* failures through a trusted proxy that
                                        * named no usable client address */
+    apr_uint64_t fail_queued;     /* failures queued for Redis (timeout, outage) */
+    apr_uint64_t fail_dropped;    /* queued failures lost: queue full, or too old */
+    apr_uint64_t fail_duplicate;  /* failures Redis had already counted */
+    apr_uint32_t slow_streak;     /* breaker: consecutive timed-out calls */
+    apr_uint32_t pad3;
+    apr_int64_t slow_since;       /* breaker: apr_time_t of the streak's first */
 } mg_stats_t;
 
 /*
@@ -92,6 +99,13 @@ mg_bantable_t *mg_shm_bantable(void);
 mg_localwin_t *mg_shm_localwin(void);
 mg_stats_t *mg_shm_stats(void);
 mg_shm_pos_t *mg_shm_position(void);
+/* Failures waiting to be sent to Redis, and those recently counted there
+ * (sent again should Redis lose its data); writers hold the mutex. */
+mg_fqueue_t *mg_shm_fqueue(void);
+mg_fqueue_t *mg_shm_recent(void);
+/* Random, per shared-memory segment: the start of this server's failure
+ * identities. */
+apr_uint64_t mg_shm_token(void);
 /* The one writer lock of the ban table and the local windows.  Never
  * held across network I/O. */
 apr_status_t mg_shm_lock(server_rec *s);
@@ -111,9 +125,11 @@ const char *mg_format_time(apr_int64_t secs, char *buf, apr_size_t size);
 /* mg_redis_pool.c */
 void mg_redis_child_init(apr_pool_t *pchild, server_rec *s);
 /* A connection for one call, or NULL: Redis off, breaker open, or every
- * connection busy.  Give it back with the outcome of the call. */
+ * connection busy.  Give it back with the call's return code: the breaker
+ * opens when Redis is gone or refuses (the store's error kind), or after a
+ * few timeouts in a row, never for one slow call. */
 mg_store_t *mg_redis_checkout(server_rec *s);
-void mg_redis_checkin(server_rec *s, mg_store_t *st, int ok);
+void mg_redis_checkin(server_rec *s, mg_store_t *st, int rc);
 /* Store settings for a new connection (timeouts in milliseconds). */
 void mg_redis_store_cfg(server_rec *s, mg_store_cfg_t *cfg, int connect_ms, int command_ms);
 /* Breaker: report the outcome of a call made outside the pool. */

@@ -509,6 +509,14 @@ int mg_follow_step(mg_follow_t *f, int wait_ms)
         goto down;
     return 0;
 down:
+    /* A connection that broke may only mean Redis restarted (or closed an
+     * idle client): one immediate try tells, and if it fails, its error is
+     * the real reason (WRONGPASS after a password change, refused...),
+     * not "connection closed". */
+    if (f->up && mg_store_error_kind(f->st) == MG_STORE_EDOWN && mg_store_ping(f->st) == 0) {
+        f->stats.errors++;
+        return 0;
+    }
     went_down(f);
     return -1;
 }

@@ -41,6 +41,8 @@ typedef struct mg_record_result {
     int banned;         /* 1 when this failure made a ban */
     int64_t expiry;     /* ban expiry (Unix seconds, MG_EXPIRY_NEVER) when banned */
     unsigned bans;      /* history: bans of this address including this one */
+    int duplicate;      /* 1: this failure (its identity) was counted before:
+                           not counted again, no ban */
 } mg_record_result_t;
 
 /* The documented defaults: 10 failures / 10m -> 1h, no increment, factor 2, max 1w. */

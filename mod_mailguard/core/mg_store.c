@@ -137,18 +137,19 @@ void mg_store_policy_argv(const mg_store_t *st, const char *jail, const mg_polic
 int mg_store_parse_record(mg_store_t *st, const redisReply *r, size_t n, const size_t *ord,
                         mg_record_result_t *res)
 {
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 * n) {
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 4 * n) {
         mg_store_seterr(st, "%s: record_failure: unexpected reply", st->where);
         return -1;
     }
     for (size_t i = 0; i < n; i++) {
-        const redisReply *c = r->element[3 * i], *e = r->element[3 * i + 1],
-                         *h = r->element[3 * i + 2];
+        const redisReply *c = r->element[4 * i], *e = r->element[4 * i + 1],
+                         *h = r->element[4 * i + 2], *d = r->element[4 * i + 3];
         mg_record_result_t *out;
         int64_t expiry;
 
         if (c->type != REDIS_REPLY_INTEGER || h->type != REDIS_REPLY_INTEGER
-            || c->integer < 1 || h->integer < 0 || mg_store_elem_expiry(e, &expiry) != 0) {
+            || d->type != REDIS_REPLY_INTEGER || c->integer < (d->integer ? 0 : 1)
+            || h->integer < 0 || mg_store_elem_expiry(e, &expiry) != 0) {
             mg_store_seterr(st, "%s: record_failure: unexpected reply", st->where);
             return -1;
         }
@@ -159,34 +160,53 @@ int mg_store_parse_record(mg_store_t *st, const redisReply *r, size_t n, const s
         out->banned = expiry != 0;
         out->expiry = expiry;
         out->bans = (unsigned)h->integer;
+        out->duplicate = d->integer != 0;
+    }
+    return 0;
+}
+
+int mg_store_id_ok(mg_store_t *st, const char *id)
+{
+    size_t n;
+
+    if (id == NULL)
+        return 0;
+    n = strlen(id);
+    if (n >= MG_FAILURE_IDLEN || (n > 0 && !mg_store_jail_word(id))) {
+        mg_store_seterr(st, "failure identity must be at most %d printable characters "
+                            "without spaces", MG_FAILURE_IDLEN - 1);
+        return -1;
     }
     return 0;
 }
 
 int mg_store_record_failure(mg_store_t *st, const char *jail, const mg_addr_t *key,
-                            int64_t now_ms, const mg_policy_t *pol,
+                            int64_t now_ms, const char *id, const mg_policy_t *pol,
                             mg_record_result_t *res)
 {
-    const char *argv[MG_RECORD_HEAD + 4];
-    size_t len[MG_RECORD_HEAD + 4];
+    const char *argv[MG_RECORD_HEAD + 5];
+    size_t len[MG_RECORD_HEAD + 5];
     mg_store_policy_args_t pa;
     char addr[MG_ADDR_STRLEN], now[24], cut[24];
     redisReply *r = NULL;
     int rc = -1;
 
-    if (mg_store_jail_ok(st, jail) != 0 || mg_store_policy_ok(st, pol) != 0)
+    if (mg_store_jail_ok(st, jail) != 0 || mg_store_policy_ok(st, pol) != 0
+        || mg_store_id_ok(st, id) != 0)
         goto end;
     mg_store_policy_argv(st, jail, pol, &pa, argv, len);
     len[MG_RECORD_HEAD] = mg_addr_format(key, addr, sizeof(addr));
     argv[MG_RECORD_HEAD] = addr;
     argv[MG_RECORD_HEAD + 1] = "1";
     len[MG_RECORD_HEAD + 1] = 1;
-    len[MG_RECORD_HEAD + 2] = (size_t)snprintf(now, sizeof(now), "%lld", (long long)now_ms);
-    argv[MG_RECORD_HEAD + 2] = now;
-    len[MG_RECORD_HEAD + 3] = (size_t)snprintf(cut, sizeof(cut), "%lld",
+    argv[MG_RECORD_HEAD + 2] = id != NULL ? id : "";
+    len[MG_RECORD_HEAD + 2] = strlen(argv[MG_RECORD_HEAD + 2]);
+    len[MG_RECORD_HEAD + 3] = (size_t)snprintf(now, sizeof(now), "%lld", (long long)now_ms);
+    argv[MG_RECORD_HEAD + 3] = now;
+    len[MG_RECORD_HEAD + 4] = (size_t)snprintf(cut, sizeof(cut), "%lld",
                                                (long long)(now_ms - pol->findtime * 1000));
-    argv[MG_RECORD_HEAD + 3] = cut;
-    r = mg_store_run_script(st, MG_SCRIPT_RECORD, MG_RECORD_HEAD + 4, argv, len);
+    argv[MG_RECORD_HEAD + 4] = cut;
+    r = mg_store_run_script(st, MG_SCRIPT_RECORD, MG_RECORD_HEAD + 5, argv, len);
     if (r == NULL)
         goto end;
     rc = mg_store_parse_record(st, r, 1, NULL, res);

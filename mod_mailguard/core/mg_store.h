@@ -22,6 +22,8 @@
  *   P card              string ZCARD P bans as the scripts left it (a bare
  *                              ZADD/ZREM makes them differ)
  *   P fail:<jail>:<addr> zset  the failure window (score = time in ms)
+ *   P seen:<jail>:<addr> zset  identities of the failures counted (score =
+ *                              time in ms), kept findtime: exactly once
  *   P history:<addr>    hash   {count, last}: ban history for escalation
  * The change log side (reading it, paging through the set) is in
  * mg_store_log.h.  Redis 7.0 or later: the write scripts declare themselves
@@ -70,6 +72,16 @@ mg_store_t *mg_store_new(const mg_store_cfg_t *cfg);
 void mg_store_free(mg_store_t *st);
 /* Last error text (never contains secrets). */
 const char *mg_store_error(const mg_store_t *st);
+
+/* What kind of failure the last error was: callers tell a slow Redis from
+ * one that is gone. */
+typedef enum mg_store_errkind {
+    MG_STORE_EOTHER = 1,    /* bad arguments, an unexpected reply */
+    MG_STORE_ETIMEOUT,      /* no answer in time: the call may still run in Redis */
+    MG_STORE_EDOWN,         /* cannot connect, or the connection broke */
+    MG_STORE_EREFUSED       /* Redis said no: OOM, READONLY, NOAUTH, WRONGPASS ... */
+} mg_store_errkind_t;
+mg_store_errkind_t mg_store_error_kind(const mg_store_t *st);
 /* 1 while a connection is open (after a successful call). */
 int mg_store_connected(const mg_store_t *st);
 /* Connect (if needed) and PING; 0 on success. */
@@ -77,32 +89,43 @@ int mg_store_ping(mg_store_t *st);
 
 /* All calls: 0 on success, -1 on a Redis or I/O error (mg_store_error()). */
 
+/* A failure's identity: the same failure sent twice (a call that timed out
+ * but ran, a resend after an outage, a log line read again after a
+ * restart) is counted once, for as long as it could count (findtime).  At
+ * most MG_FAILURE_IDLEN - 1 printable characters, no spaces; NULL or ""
+ * for a failure without one. */
+#define MG_FAILURE_IDLEN 64
+
 /* The record_failure script; now in milliseconds.  res->bans is filled
- * when this failure banned (0 otherwise).  Reaching maxretry while the
+ * when this failure banned (0 otherwise); res->duplicate when id was
+ * counted before (nothing changes then).  Reaching maxretry while the
  * address already holds a live ban makes no new ban and no history entry
  * (those failures were in flight when the ban was made); the window is
  * cleared all the same.  The jail name must be 1-47 printable characters
  * without spaces (it travels in event messages). */
 int mg_store_record_failure(mg_store_t *st, const char *jail, const mg_addr_t *key,
-                            int64_t now_ms, const mg_policy_t *pol,
+                            int64_t now_ms, const char *id, const mg_policy_t *pol,
                             mg_record_result_t *res);
 
 /*
  * The same for n failures of one jail at once (dbmail_tap's ingest): pair i
- * is keys[i] at now_ms[i], res[i] (res may be NULL) its result, with the
+ * is keys[i] at now_ms[i] with identity ids[i] (ids, or an entry, may be
+ * NULL), res[i] (res may be NULL) its result, with the
  * outcome of n calls of mg_store_record_failure in that order.  Failures
  * of one address are grouped (the script reads and writes its window once
  * per group), so the larger the batch, the cheaper each failure; pairs go
  * 256 per script call, 8 calls per round trip.  *done (may be NULL) is the
  * number of leading pairs (in the caller's order) confirmed recorded, n on
- * success.  After a failure, res[i].count is 0 exactly for the pairs not
- * confirmed (a recorded failure counts at least 1): pairs after *done with
- * a count were recorded and must not be sent again; those of a call in
- * flight when the connection failed may have been recorded.
+ * success.  After a failure, res[i].count and res[i].duplicate are both 0
+ * exactly for the pairs not confirmed (a recorded failure counts at least
+ * 1; a duplicate was recorded before): pairs after *done that are
+ * confirmed must not be sent again; those of a call in flight when the
+ * connection failed may have been recorded (with identities, sending them
+ * again is harmless: they come back as duplicates).
  */
 int mg_store_record_failures(mg_store_t *st, const char *jail, const mg_policy_t *pol,
                              size_t n, const mg_addr_t *keys, const int64_t *now_ms,
-                             mg_record_result_t *res, size_t *done);
+                             const char *const *ids, mg_record_result_t *res, size_t *done);
 
 /* Ban key until expiry (Unix s, MG_EXPIRY_NEVER = +inf); keeps a later
  * existing expiry; announces "ban" (published and logged) when the set

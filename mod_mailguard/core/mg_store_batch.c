@@ -14,8 +14,8 @@
 #define MG_STORE_CHUNK 256
 
 struct mg_store_batch {
-    const char *argv[MG_RECORD_HEAD + 4 * MG_STORE_CHUNK];
-    size_t len[MG_RECORD_HEAD + 4 * MG_STORE_CHUNK];
+    const char *argv[MG_RECORD_HEAD + 5 * MG_STORE_CHUNK];
+    size_t len[MG_RECORD_HEAD + 5 * MG_STORE_CHUNK];
     char addr[MG_STORE_CHUNK][MG_ADDR_STRLEN];
     char k[MG_STORE_CHUNK][12];
     char now[MG_STORE_CHUNK][24];
@@ -43,7 +43,8 @@ static int by_address(const void *x, const void *y, void *arg)
  * pairs of one address become one group (addr, k, times...). */
 static int append_chunk(mg_store_t *st, int eval, const char *jail, const mg_policy_t *pol,
                         mg_store_policy_args_t *pa, const size_t *ord, size_t n,
-                        const mg_addr_t *keys, const int64_t *now_ms)
+                        const mg_addr_t *keys, const int64_t *now_ms,
+                        const char *const *ids)
 {
     struct mg_store_batch *b = st->batch;
     size_t a = MG_RECORD_HEAD, g = 0, kslot = 0, k = 0;
@@ -68,6 +69,9 @@ static int append_chunk(mg_store_t *st, int eval, const char *jail, const mg_pol
             kslot = a++;
             k = 0;
         }
+        b->argv[a] = ids != NULL && ids[ord[i]] != NULL ? ids[ord[i]] : "";
+        b->len[a] = strlen(b->argv[a]);
+        a++;
         b->len[a] = (size_t)snprintf(b->now[i], sizeof(b->now[i]), "%lld",
                                      (long long)now_ms[ord[i]]);
         b->argv[a++] = b->now[i];
@@ -89,7 +93,7 @@ static int take_chunk_reply(mg_store_t *st, const redisReply *r, const size_t *o
                             mg_record_result_t *res)
 {
     if (r->type == REDIS_REPLY_ERROR) {
-        mg_store_seterr(st, "%s: record_failure: %s", st->where, r->str);
+        mg_store_replyerr(st, "record_failure", r);
         return -1;
     }
     if (mg_store_parse_record(st, r, n, ord, res) != 0)
@@ -122,7 +126,7 @@ static int batch_scratch(mg_store_t *st, size_t n)
 
 int mg_store_record_failures(mg_store_t *st, const char *jail, const mg_policy_t *pol,
                              size_t n, const mg_addr_t *keys, const int64_t *now_ms,
-                             mg_record_result_t *res, size_t *done)
+                             const char *const *ids, mg_record_result_t *res, size_t *done)
 {
     mg_store_policy_args_t pa;
     redisReply *r = NULL;
@@ -133,6 +137,9 @@ int mg_store_record_failures(mg_store_t *st, const char *jail, const mg_policy_t
         memset(res, 0, n * sizeof(*res));
     if (mg_store_jail_ok(st, jail) != 0 || mg_store_policy_ok(st, pol) != 0)
         goto end;
+    for (size_t i = 0; ids != NULL && i < n; i++)
+        if (mg_store_id_ok(st, ids[i]) != 0)
+            goto end;
     if (n == 0) {
         rc = 0;
         goto end;
@@ -162,7 +169,7 @@ int mg_store_record_failures(mg_store_t *st, const char *jail, const mg_policy_t
         while (k < MG_STORE_PIPELINE && next < n) {
             start[k] = next;
             count[k] = n - next < MG_STORE_CHUNK ? n - next : MG_STORE_CHUNK;
-            if (append_chunk(st, 0, jail, pol, &pa, ord + next, count[k], keys, now_ms)
+            if (append_chunk(st, 0, jail, pol, &pa, ord + next, count[k], keys, now_ms, ids)
                 != REDIS_OK) {
                 mg_store_ctxerr(st, "record_failure", st->c, errno);
                 mg_store_drop(st);
@@ -195,7 +202,8 @@ int mg_store_record_failures(mg_store_t *st, const char *jail, const mg_policy_t
             void *vr = NULL;
             if (!noscript[j])
                 continue;
-            if (append_chunk(st, 1, jail, pol, &pa, ord + start[j], count[j], keys, now_ms)
+            if (append_chunk(st, 1, jail, pol, &pa, ord + start[j], count[j], keys, now_ms,
+                             ids)
                     != REDIS_OK
                 || redisGetReply(st->c, &vr) != REDIS_OK || vr == NULL) {
                 mg_store_ctxerr(st, "record_failure", st->c, errno);
@@ -277,7 +285,7 @@ static int append_bans(mg_store_t *st, int eval, const char *jail, size_t from, 
 static int bans_reply(mg_store_t *st, const redisReply *r, size_t n)
 {
     if (r->type == REDIS_REPLY_ERROR) {
-        mg_store_seterr(st, "%s: ban: %s", st->where, r->str);
+        mg_store_replyerr(st, "ban", r);
         return -1;
     }
     if (r->type != REDIS_REPLY_ARRAY || r->elements != n) {

@@ -38,6 +38,7 @@ void mg_store_seterr(mg_store_t *st, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(st->err, sizeof(st->err), fmt, ap);
     va_end(ap);
+    st->kind = MG_STORE_EOTHER;
     /* Redis does not echo passwords, but a proxy or a future version might:
      * a message that quotes it is never kept. */
     if (st->url.password[0] != '\0' && strstr(st->err, st->url.password) != NULL)
@@ -47,6 +48,8 @@ void mg_store_seterr(mg_store_t *st, const char *fmt, ...)
 
 void mg_store_ctxerr(mg_store_t *st, const char *what, const redisContext *c, int saved_errno)
 {
+    mg_store_errkind_t kind = MG_STORE_EDOWN;
+
     if (c == NULL) {
         mg_store_seterr(st, "%s: %s: out of memory", st->where, what);
     }
@@ -54,6 +57,11 @@ void mg_store_ctxerr(mg_store_t *st, const char *what, const redisContext *c, in
              && (saved_errno == EAGAIN || saved_errno == EWOULDBLOCK
                  || saved_errno == ETIMEDOUT || saved_errno == EINPROGRESS)) {
         mg_store_seterr(st, "%s: %s: timed out", st->where, what);
+        /* A connection that cannot even be made in time is a Redis that
+         * is not there; a command that got no answer in time may just be
+         * waiting behind someone else's slow one. */
+        if (strcmp(what, "connect") != 0)
+            kind = MG_STORE_ETIMEOUT;
     }
     else if (c->err == REDIS_ERR_EOF) {
         mg_store_seterr(st, "%s: %s: connection closed by the server", st->where, what);
@@ -62,6 +70,13 @@ void mg_store_ctxerr(mg_store_t *st, const char *what, const redisContext *c, in
         mg_store_seterr(st, "%s: %s: %s", st->where, what,
                         c->errstr[0] ? c->errstr : "I/O error");
     }
+    st->kind = kind;
+}
+
+void mg_store_replyerr(mg_store_t *st, const char *what, const redisReply *r)
+{
+    mg_store_seterr(st, "%s: %s: %s", st->where, what, r->str);
+    st->kind = MG_STORE_EREFUSED;
 }
 
 void mg_store_drop(mg_store_t *st)
@@ -77,7 +92,7 @@ void mg_store_drop(mg_store_t *st)
 int mg_store_check_reply(mg_store_t *st, const char *what, redisReply *r, int type)
 {
     if (r->type == REDIS_REPLY_ERROR) {
-        mg_store_seterr(st, "%s: %s: %s", st->where, what, r->str);
+        mg_store_replyerr(st, what, r);
         return -1;
     }
     if (type != 0 && r->type != type) {
@@ -280,6 +295,11 @@ void mg_store_free(mg_store_t *st)
     free(st);
 }
 
+mg_store_errkind_t mg_store_error_kind(const mg_store_t *st)
+{
+    return st->kind;
+}
+
 const char *mg_store_error(const mg_store_t *st)
 {
     return st->err[0] ? st->err : "no error";
@@ -350,7 +370,7 @@ redisReply *mg_store_run_script(mg_store_t *st, int id, int argc, const char **a
         return NULL;
     }
     if (r->type == REDIS_REPLY_ERROR) {
-        mg_store_seterr(st, "%s: %s: %s", st->where, mg_store_scripts[id].name, r->str);
+        mg_store_replyerr(st, mg_store_scripts[id].name, r);
         freeReplyObject(r);
         return NULL;
     }

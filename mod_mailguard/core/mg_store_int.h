@@ -25,7 +25,7 @@ enum mg_script_id {
 
 #define MG_STORE_PREFIX_MAX 128
 /* EVALSHA sha 0 + 8 policy arguments; then per group addr, k, and k
- * pairs (time, cutoff) */
+ * triples (identity, time, cutoff) */
 #define MG_RECORD_HEAD 11
 /* Pairs per ban call and addresses per unban call: each costs Redis a
  * few commands, so one call stays well under a millisecond (a script
@@ -62,6 +62,7 @@ struct mg_store {
     char sha[MG_SCRIPT_COUNT][41];      /* SCRIPT LOAD answers on c */
     struct mg_store_batch *batch;       /* scratch for mg_store_record_failures */
     unsigned bad_events;                /* malformed event messages skipped */
+    mg_store_errkind_t kind;            /* of err */
     char err[MG_STORE_ERRLEN];
 };
 
@@ -71,6 +72,9 @@ void mg_store_seterr(mg_store_t *st, const char *fmt, ...)
 
 /* The error of a failed hiredis call on c ("timed out" for a timeout). */
 void mg_store_ctxerr(mg_store_t *st, const char *what, const redisContext *c, int saved_errno);
+
+/* The error of an error reply r to what (kind MG_STORE_EREFUSED). */
+void mg_store_replyerr(mg_store_t *st, const char *what, const redisReply *r);
 
 /* Connect, authenticate and (for a command connection) SELECT the database
  * and load every script.  NULL with the error set on failure. */
@@ -116,6 +120,7 @@ int mg_store_member(const redisReply *m, const redisReply *score, mg_addr_t *key
 /* Argument checks shared by the single and the batch calls; -1 with the
  * error set. */
 int mg_store_jail_ok(mg_store_t *st, const char *jail);
+int mg_store_id_ok(mg_store_t *st, const char *id);
 int mg_store_policy_ok(mg_store_t *st, const mg_policy_t *p);
 
 /* Fill argv[3..10] with the record_failure head (prefix, jail, policy). */

@@ -50,18 +50,18 @@ START_TEST(test_counts_then_bans_at_maxretry)
 
     ck_assert_ptr_nonnull(st);
     ck_assert_int_eq(mg_store_connected(st), 0);    /* lazy: nothing opened yet */
-    ck_assert_int_eq(mg_store_record_failure(st, "webmail", &a, t, &p, &res), 0);
+    ck_assert_int_eq(mg_store_record_failure(st, "webmail", &a, t, NULL, &p, &res), 0);
     ck_assert_int_eq(mg_store_connected(st), 1);
     ck_assert_uint_eq(res.count, 1);
     ck_assert_int_eq(res.banned, 0);
     ck_assert_int_eq(res.expiry, 0);
-    ck_assert_int_eq(mg_store_record_failure(st, "webmail", &a, t + 1000, &p, &res), 0);
+    ck_assert_int_eq(mg_store_record_failure(st, "webmail", &a, t + 1000, NULL, &p, &res), 0);
     ck_assert_uint_eq(res.count, 2);
     ck_assert_int_eq(res.banned, 0);
     /* another jail has its own window */
-    ck_assert_int_eq(mg_store_record_failure(st, "imap", &a, t + 1500, &p, &res), 0);
+    ck_assert_int_eq(mg_store_record_failure(st, "imap", &a, t + 1500, NULL, &p, &res), 0);
     ck_assert_uint_eq(res.count, 1);
-    ck_assert_int_eq(mg_store_record_failure(st, "webmail", &a, t + 2000, &p, &res), 0);
+    ck_assert_int_eq(mg_store_record_failure(st, "webmail", &a, t + 2000, NULL, &p, &res), 0);
     ck_assert_uint_eq(res.count, 3);
     ck_assert_int_eq(res.banned, 1);
     ck_assert_int_eq(res.expiry, 1700000002LL + 3600);
@@ -96,11 +96,11 @@ START_TEST(test_window_ttl_and_ipv6_prefix_member)
     int64_t t = mg_test_now_ms();
     long long pttl;
 
-    ck_assert_int_eq(mg_store_record_failure(st, "webmail", &a, t, &p, &res), 0);
+    ck_assert_int_eq(mg_store_record_failure(st, "webmail", &a, t, NULL, &p, &res), 0);
     pttl = mg_test_redis_int(&srv, "PTTL", "mailguard:fail:webmail:2001:db8:1:2::/64", NULL);
     ck_assert_int_gt(pttl, 55000);
     ck_assert_int_le(pttl, 60000);
-    ck_assert_int_eq(mg_store_record_failure(st, "webmail", &a, t + 1, &p, &res), 0);
+    ck_assert_int_eq(mg_store_record_failure(st, "webmail", &a, t + 1, NULL, &p, &res), 0);
     ck_assert_int_eq(res.banned, 1);
     ck_assert_int_eq(mg_test_redis_int(&srv, "ZCARD", "mailguard:bans", NULL), 1);
     int banned = 0;
@@ -121,13 +121,13 @@ START_TEST(test_window_edge_is_exact)
     int64_t t = 1700000000000LL;
 
     /* exactly findtime apart: the first no longer counts */
-    ck_assert_int_eq(mg_store_record_failure(st, "w", &a, t, &p, &res), 0);
-    ck_assert_int_eq(mg_store_record_failure(st, "w", &a, t + 10000, &p, &res), 0);
+    ck_assert_int_eq(mg_store_record_failure(st, "w", &a, t, NULL, &p, &res), 0);
+    ck_assert_int_eq(mg_store_record_failure(st, "w", &a, t + 10000, NULL, &p, &res), 0);
     ck_assert_uint_eq(res.count, 1);
     ck_assert_int_eq(res.banned, 0);
     /* one millisecond less: both count */
-    ck_assert_int_eq(mg_store_record_failure(st, "w", &b, t, &p, &res), 0);
-    ck_assert_int_eq(mg_store_record_failure(st, "w", &b, t + 9999, &p, &res), 0);
+    ck_assert_int_eq(mg_store_record_failure(st, "w", &b, t, NULL, &p, &res), 0);
+    ck_assert_int_eq(mg_store_record_failure(st, "w", &b, t + 9999, NULL, &p, &res), 0);
     ck_assert_uint_eq(res.count, 2);
     ck_assert_int_eq(res.banned, 1);
     mg_store_free(st);
@@ -143,31 +143,31 @@ START_TEST(test_same_millisecond_counts_each_failure)
     int64_t t = 1700000000000LL;
 
     for (unsigned i = 1; i <= 5; i++) {
-        ck_assert_int_eq(mg_store_record_failure(st, "w", &a, t, &p, &res), 0);
+        ck_assert_int_eq(mg_store_record_failure(st, "w", &a, t, NULL, &p, &res), 0);
         ck_assert_uint_eq(res.count, i);
     }
     /* later entries, then one more at the shared time: still unique */
-    ck_assert_int_eq(mg_store_record_failure(st, "w", &a, t + 5, &p, &res), 0);
-    ck_assert_int_eq(mg_store_record_failure(st, "w", &a, t, &p, &res), 0);
+    ck_assert_int_eq(mg_store_record_failure(st, "w", &a, t + 5, NULL, &p, &res), 0);
+    ck_assert_int_eq(mg_store_record_failure(st, "w", &a, t, NULL, &p, &res), 0);
     ck_assert_uint_eq(res.count, 7);
     /* a batch names entries the same way a single call does */
     mg_addr_t two[2] = { a, a };
     int64_t at[2] = { t, t };
     mg_record_result_t r2[2];
-    ck_assert_int_eq(mg_store_record_failures(st, "w", &p, 2, two, at, r2, NULL), 0);
+    ck_assert_int_eq(mg_store_record_failures(st, "w", &p, 2, two, at, NULL, r2, NULL), 0);
     ck_assert_uint_eq(r2[0].count, 8);
     ck_assert_uint_eq(r2[1].count, 9);
-    ck_assert_int_eq(mg_store_record_failure(st, "w", &a, t, &p, &res), 0);
+    ck_assert_int_eq(mg_store_record_failure(st, "w", &a, t, NULL, &p, &res), 0);
     ck_assert_uint_eq(res.count, 10);
     ck_assert_int_eq(mg_test_redis_int(&srv, "ZCARD", "mailguard:fail:w:192.0.2.20", NULL), 10);
     /* the shared time leaves the window all at once */
-    ck_assert_int_eq(mg_store_record_failure(st, "w", &a, t + 60000, &p, &res), 0);
+    ck_assert_int_eq(mg_store_record_failure(st, "w", &a, t + 60000, NULL, &p, &res), 0);
     ck_assert_uint_eq(res.count, 2);
     /* and so does a group */
-    ck_assert_int_eq(mg_store_record_failure(st, "w", &a, t + 60004, &p, &res), 0);
+    ck_assert_int_eq(mg_store_record_failure(st, "w", &a, t + 60004, NULL, &p, &res), 0);
     at[0] = t + 60004;
     at[1] = t + 120005;
-    ck_assert_int_eq(mg_store_record_failures(st, "w", &p, 2, two, at, r2, NULL), 0);
+    ck_assert_int_eq(mg_store_record_failures(st, "w", &p, 2, two, at, NULL, r2, NULL), 0);
     ck_assert_uint_eq(r2[0].count, 4);
     ck_assert_uint_eq(r2[1].count, 1);
     ck_assert_int_eq(mg_test_redis_int(&srv, "ZCARD", "mailguard:fail:w:192.0.2.20", NULL), 1);
@@ -182,7 +182,7 @@ static int64_t nth_ban_seconds(mg_store_t *st, const mg_policy_t *p, const mg_ad
     mg_record_result_t res;
     int removed = 0;
 
-    ck_assert_int_eq(mg_store_record_failure(st, "w", a, t, p, &res), 0);
+    ck_assert_int_eq(mg_store_record_failure(st, "w", a, t, NULL, p, &res), 0);
     ck_assert_int_eq(res.banned, 1);
     ck_assert_uint_eq(res.bans, k);
     ck_assert_int_eq(mg_store_unban(st, a, &removed), 0);
@@ -254,7 +254,7 @@ START_TEST(test_ban_only_raises_and_inf)
     ck_assert_int_eq(banned, 1);
     ck_assert_int_eq(exp, MG_EXPIRY_NEVER);
     /* failures of a permanently banned address make no new ban */
-    ck_assert_int_eq(mg_store_record_failure(st, "w", &a, now * 1000, &p, &res), 0);
+    ck_assert_int_eq(mg_store_record_failure(st, "w", &a, now * 1000, NULL, &p, &res), 0);
     ck_assert_int_eq(res.banned, 0);
     zscore(&srv, "192.0.2.40", score, sizeof(score));
     ck_assert_str_eq(score, "inf");
@@ -265,7 +265,7 @@ START_TEST(test_ban_only_raises_and_inf)
     /* a policy ban never shortens a longer manual one */
     mg_addr_t b = addr("192.0.2.41");
     ck_assert_int_eq(mg_store_ban(st, &b, now + 5, "manual"), 0);
-    ck_assert_int_eq(mg_store_record_failure(st, "w", &b, (now + 10) * 1000, &p, &res), 0);
+    ck_assert_int_eq(mg_store_record_failure(st, "w", &b, (now + 10) * 1000, NULL, &p, &res), 0);
     ck_assert_int_eq(res.banned, 1);
     ck_assert_int_eq(res.expiry, now + 110);
     /* refusals */
@@ -479,26 +479,26 @@ START_TEST(test_bad_arguments_refused)
 
     memset(longjail, 'j', sizeof(longjail));
     longjail[48] = '\0';
-    ck_assert_int_eq(mg_store_record_failure(st, "", &a, 1, &p, &res), -1);
-    ck_assert_int_eq(mg_store_record_failure(st, NULL, &a, 1, &p, &res), -1);
-    ck_assert_int_eq(mg_store_record_failure(st, "a b", &a, 1, &p, &res), -1);
-    ck_assert_int_eq(mg_store_record_failure(st, "a\nb", &a, 1, &p, &res), -1);
-    ck_assert_int_eq(mg_store_record_failure(st, longjail, &a, 1, &p, &res), -1);
+    ck_assert_int_eq(mg_store_record_failure(st, "", &a, 1, NULL, &p, &res), -1);
+    ck_assert_int_eq(mg_store_record_failure(st, NULL, &a, 1, NULL, &p, &res), -1);
+    ck_assert_int_eq(mg_store_record_failure(st, "a b", &a, 1, NULL, &p, &res), -1);
+    ck_assert_int_eq(mg_store_record_failure(st, "a\nb", &a, 1, NULL, &p, &res), -1);
+    ck_assert_int_eq(mg_store_record_failure(st, longjail, &a, 1, NULL, &p, &res), -1);
     longjail[47] = '\0';
-    ck_assert_int_eq(mg_store_record_failure(st, longjail, &a, 1, &p, &res), 0);
+    ck_assert_int_eq(mg_store_record_failure(st, longjail, &a, 1, NULL, &p, &res), 0);
     q = p;
     q.maxretry = 0;
-    ck_assert_int_eq(mg_store_record_failure(st, "w", &a, 1, &q, &res), -1);
+    ck_assert_int_eq(mg_store_record_failure(st, "w", &a, 1, NULL, &q, &res), -1);
     ck_assert_ptr_nonnull(strstr(mg_store_error(st), "policy"));
     q = p;
     q.factor = 0.5;
-    ck_assert_int_eq(mg_store_record_failure(st, "w", &a, 1, &q, &res), -1);
+    ck_assert_int_eq(mg_store_record_failure(st, "w", &a, 1, NULL, &q, &res), -1);
     q = p;
     q.findtime = 0;
-    ck_assert_int_eq(mg_store_record_failure(st, "w", &a, 1, &q, &res), -1);
+    ck_assert_int_eq(mg_store_record_failure(st, "w", &a, 1, NULL, &q, &res), -1);
     q = p;
     q.bantime = MG_DURATION_MAX + 1;
-    ck_assert_int_eq(mg_store_record_failures(st, "w", &q, 1, &a, &(int64_t){ 1 }, &res, NULL),
+    ck_assert_int_eq(mg_store_record_failures(st, "w", &q, 1, &a, &(int64_t){ 1 }, NULL, &res, NULL),
                      -1);
     /* nothing reached Redis from the refused calls */
     ck_assert_int_eq(mg_test_redis_int(&srv, "EXISTS", "mailguard:fail:w:192.0.2.80", NULL), 0);
@@ -529,7 +529,7 @@ static void *worker_run(void *arg)
     for (unsigned i = 0; i < w->n; i++) {
         mg_record_result_t res;
         if (st == NULL
-            || mg_store_record_failure(st, "webmail", &a, w->t0 + i, &w->pol, &res) != 0) {
+            || mg_store_record_failure(st, "webmail", &a, w->t0 + i, NULL, &w->pol, &res) != 0) {
             w->errors++;
             continue;
         }
@@ -645,8 +645,8 @@ START_TEST(test_batch_equals_single_calls)
         now[i] = (seed >> 12) % 17 == 0 ? t - 2500 : t;
     }
     for (int i = 0; i < N; i++)
-        ck_assert_int_eq(mg_store_record_failure(a, "imap", &keys[i], now[i], &p, &one[i]), 0);
-    ck_assert_int_eq(mg_store_record_failures(b, "imap", &p, N, keys, now, many, &done), 0);
+        ck_assert_int_eq(mg_store_record_failure(a, "imap", &keys[i], now[i], NULL, &p, &one[i]), 0);
+    ck_assert_int_eq(mg_store_record_failures(b, "imap", &p, N, keys, now, NULL, many, &done), 0);
     ck_assert_uint_eq(done, N);
     for (int i = 0; i < N; i++) {
         ck_assert_msg(one[i].count == many[i].count && one[i].banned == many[i].banned
@@ -664,7 +664,7 @@ START_TEST(test_batch_equals_single_calls)
     freeReplyObject(ra);
     freeReplyObject(rb);
     /* n = 0 is a no-op, results may be NULL */
-    ck_assert_int_eq(mg_store_record_failures(b, "imap", &p, 0, keys, now, NULL, &done), 0);
+    ck_assert_int_eq(mg_store_record_failures(b, "imap", &p, 0, keys, now, NULL, NULL, &done), 0);
     ck_assert_uint_eq(done, 0);
     mg_store_free(a);
     mg_store_free(b);
@@ -696,7 +696,7 @@ START_TEST(test_batch_partial_failure_reports_what_is_confirmed)
     }
     r = mg_test_redis_do(&srv, "SET", "mailguard:fail:w:10.0.1.44", "x", NULL); /* i = 300 */
     freeReplyObject(r);
-    ck_assert_int_eq(mg_store_record_failures(st, "w", &p, N, keys, now, res, &done), -1);
+    ck_assert_int_eq(mg_store_record_failures(st, "w", &p, N, keys, now, NULL, res, &done), -1);
     ck_assert_ptr_nonnull(strstr(mg_store_error(st), "WRONGTYPE"));
     /* the calls for i 0..255 and 512..599 ran; 256..511 (with 300) did not
      * complete */
@@ -763,7 +763,7 @@ START_TEST(test_batch_rate_100k)
     ck_assert_int_eq(mg_store_ping(st), 0);
     c0 = cpu_ms(srv.pid);
     t0 = mg_test_mono_ms();
-    ck_assert_int_eq(mg_store_record_failures(st, "imap", &p, N, keys, now, res, &done), 0);
+    ck_assert_int_eq(mg_store_record_failures(st, "imap", &p, N, keys, now, NULL, res, &done), 0);
     t1 = mg_test_mono_ms();
     c1 = cpu_ms(srv.pid);
     ck_assert_uint_eq(done, N);
@@ -784,6 +784,154 @@ START_TEST(test_batch_rate_100k)
 }
 END_TEST
 
+/* ---------- exactly once ---------- */
+
+START_TEST(test_a_failure_sent_twice_counts_once)
+{
+    mg_store_t *st = mg_test_store(&srv, NULL, 0, 0, 0);
+    mg_policy_t p = policy(3, 600, 3600);
+    mg_addr_t a = addr("192.0.2.120");
+    mg_record_result_t res;
+    int64_t t = 1700000000000LL;
+
+    ck_assert_int_eq(mg_store_record_failure(st, "w", &a, t, "srv1-7", &p, &res), 0);
+    ck_assert_uint_eq(res.count, 1);
+    ck_assert_int_eq(res.duplicate, 0);
+    /* the same failure again (a call that timed out but ran, a resend) */
+    ck_assert_int_eq(mg_store_record_failure(st, "w", &a, t, "srv1-7", &p, &res), 0);
+    ck_assert_int_eq(res.duplicate, 1);
+    ck_assert_uint_eq(res.count, 1);
+    ck_assert_int_eq(res.banned, 0);
+    /* another failure at the same time is another failure */
+    ck_assert_int_eq(mg_store_record_failure(st, "w", &a, t, "srv1-8", &p, &res), 0);
+    ck_assert_uint_eq(res.count, 2);
+    /* without an identity there is nothing to recognise */
+    ck_assert_int_eq(mg_store_record_failure(st, "w", &a, t + 1, NULL, &p, &res), 0);
+    ck_assert_uint_eq(res.count, 3);
+    ck_assert_int_eq(res.banned, 1);
+    /* a failure that was counted toward the ban, sent again after it: not
+     * the first of a new window */
+    ck_assert_int_eq(mg_store_record_failure(st, "w", &a, t, "srv1-8", &p, &res), 0);
+    ck_assert_int_eq(res.duplicate, 1);
+    ck_assert_int_eq(mg_test_redis_int(&srv, "EXISTS", "mailguard:fail:w:192.0.2.120", NULL),
+                     0);
+    /* the identity is forgotten with the window it could count in */
+    ck_assert_int_gt(mg_test_redis_int(&srv, "PTTL", "mailguard:seen:w:192.0.2.120", NULL), 0);
+    ck_assert_int_le(mg_test_redis_int(&srv, "PTTL", "mailguard:seen:w:192.0.2.120", NULL),
+                     600000);
+    /* identities a caller could not mean */
+    ck_assert_int_eq(mg_store_record_failure(st, "w", &a, t, "two words", &p, &res), -1);
+    ck_assert_ptr_nonnull(strstr(mg_store_error(st), "identity"));
+    {
+        char longid[100];
+        memset(longid, 'x', sizeof(longid) - 1);
+        longid[sizeof(longid) - 1] = '\0';
+        ck_assert_int_eq(mg_store_record_failure(st, "w", &a, t, longid, &p, &res), -1);
+    }
+    mg_store_free(st);
+}
+END_TEST
+
+START_TEST(test_a_batch_sent_again_counts_nothing_twice)
+{
+    enum { N = 600 };
+    static mg_addr_t keys[N];
+    static int64_t now[N];
+    static char idtext[N][32];
+    static const char *ids[N];
+    static mg_record_result_t res[N], again[N];
+    mg_store_t *st = mg_test_store(&srv, NULL, 0, 0, 5000);
+    mg_policy_t p = policy(4, 600, 3600);
+    size_t done = 0;
+    unsigned bans = 0, dups = 0;
+
+    for (int i = 0; i < N; i++) {
+        char text[32];
+        snprintf(text, sizeof(text), "10.9.%d.%d", (i % 50) / 250, (i % 50) % 250 + 1);
+        keys[i] = addr(text);
+        now[i] = 1700000000000LL + i;
+        snprintf(idtext[i], sizeof(idtext[i]), "t:%d", i);
+        ids[i] = idtext[i];
+    }
+    /* one failure twice in the batch (same address, same identity): the
+     * second is a duplicate */
+    ids[7] = ids[6];
+    keys[7] = keys[6];
+    ck_assert_int_eq(mg_store_record_failures(st, "imap", &p, N, keys, now, ids, res, &done),
+                     0);
+    ck_assert_uint_eq(done, N);
+    ck_assert_int_eq(res[7].duplicate, 1);
+    for (int i = 0; i < N; i++)
+        bans += res[i].banned;
+    ck_assert_uint_eq(bans, 50);
+    /* the whole batch again (a resend after a timeout, a log read again
+     * after kill -9): every one a duplicate, no window or ban moves */
+    ck_assert_int_eq(mg_store_record_failures(st, "imap", &p, N, keys, now, ids, again, &done),
+                     0);
+    for (int i = 0; i < N; i++) {
+        dups += again[i].duplicate;
+        ck_assert_int_eq(again[i].banned, 0);
+    }
+    ck_assert_uint_eq(dups, N);
+    ck_assert_int_eq(mg_test_redis_int(&srv, "ZCARD", "mailguard:bans", NULL), 50);
+    mg_store_free(st);
+}
+END_TEST
+
+START_TEST(test_errors_say_what_kind_they_are)
+{
+    mg_test_redis_t own;
+    const char *oom[] = { "--maxmemory", "2mb", "--maxmemory-policy", "noeviction", NULL };
+    mg_store_t *st;
+    mg_policy_t p = policy(3, 600, 3600);
+    mg_addr_t a = addr("192.0.2.121");
+    mg_record_result_t res;
+    redisReply *r;
+
+    ck_assert_int_eq(mg_test_redis_start(&own, oom), 0);
+    st = mg_test_store(&own, NULL, 0, 0, 0);
+    ck_assert_int_eq(mg_store_record_failure(st, "w", &a, 1700000000000LL, "x1", &p, &res), 0);
+    /* fill Redis past maxmemory: record_failure is refused before it
+     * writes anything (the script declares itself), kind "refused" */
+    r = mg_test_redis_do(&own, "EVAL",
+                         "for i=1,40000 do redis.call('SET','fill'..i,string.rep('x',100)) "
+                         "end return 1", "0", NULL);
+    freeReplyObject(r);
+    ck_assert_int_eq(mg_store_record_failure(st, "w", &a, 1700000000001LL, "x2", &p, &res), -1);
+    ck_assert_ptr_nonnull(strstr(mg_store_error(st), "OOM"));
+    ck_assert_int_eq(mg_store_error_kind(st), MG_STORE_EREFUSED);
+    ck_assert_int_eq(mg_test_redis_int(&own, "ZCARD", "mailguard:fail:w:192.0.2.121", NULL), 1);
+    ck_assert_int_eq(mg_test_redis_int(&own, "EXISTS", "mailguard:seen:w:192.0.2.121", NULL),
+                     1);
+    /* memory back: it works again, and x2 was never counted */
+    r = mg_test_redis_do(&own, "FLUSHDB", NULL);
+    freeReplyObject(r);
+    ck_assert_int_eq(mg_store_record_failure(st, "w", &a, 1700000000002LL, "x2", &p, &res), 0);
+    ck_assert_int_eq(res.duplicate, 0);
+    /* gone: down */
+    mg_test_redis_kill(&own);
+    ck_assert_int_eq(mg_store_ping(st), -1);
+    ck_assert_int_eq(mg_store_error_kind(st), MG_STORE_EDOWN);
+    ck_assert_int_eq(mg_test_redis_restart(&own), 0);
+    /* stopped (SIGSTOP): no answer in time, the call may still run */
+    ck_assert_int_eq(mg_store_ping(st), 0);
+    kill(own.pid, SIGSTOP);
+    mg_store_free(st);
+    st = mg_test_store(&own, NULL, 0, 200, 200);
+    {
+        mg_store_t *warm = st;
+        /* connect works (the kernel accepts), the command gets nothing */
+        ck_assert_int_eq(mg_store_record_failure(warm, "w", &a, 1700000000003LL, "x3", &p, &res),
+                         -1);
+        ck_assert(mg_store_error_kind(warm) == MG_STORE_ETIMEOUT
+                  || mg_store_error_kind(warm) == MG_STORE_EDOWN);
+    }
+    kill(own.pid, SIGCONT);
+    mg_store_free(st);
+    mg_test_redis_stop(&own);
+}
+END_TEST
+
 /* ---------- script cache and restarts ---------- */
 
 START_TEST(test_noscript_falls_back_to_eval)
@@ -797,10 +945,10 @@ START_TEST(test_noscript_falls_back_to_eval)
     size_t done;
     redisReply *r;
 
-    ck_assert_int_eq(mg_store_record_failure(st, "w", &a, 1000, &p, &res), 0);
+    ck_assert_int_eq(mg_store_record_failure(st, "w", &a, 1000, NULL, &p, &res), 0);
     r = mg_test_redis_do(&srv, "SCRIPT", "FLUSH", NULL);
     freeReplyObject(r);
-    ck_assert_int_eq(mg_store_record_failure(st, "w", &a, 2000, &p, &res), 0);
+    ck_assert_int_eq(mg_store_record_failure(st, "w", &a, 2000, NULL, &p, &res), 0);
     ck_assert_uint_eq(res.count, 2);
     ck_assert_int_eq(mg_store_connected(st), 1);
     r = mg_test_redis_do(&srv, "SCRIPT", "FLUSH", NULL);
@@ -811,7 +959,7 @@ START_TEST(test_noscript_falls_back_to_eval)
         keys[i] = addr(text);
         now[i] = 5000 + i;
     }
-    ck_assert_int_eq(mg_store_record_failures(st, "w", &p, 600, keys, now, many, &done), 0);
+    ck_assert_int_eq(mg_store_record_failures(st, "w", &p, 600, keys, now, NULL, many, &done), 0);
     ck_assert_uint_eq(done, 600);
     for (int i = 0; i < 600; i++)
         ck_assert_uint_eq(many[i].count, (unsigned)(i / 200 + 1));
@@ -833,13 +981,13 @@ START_TEST(test_killed_and_restarted_redis)
 
     ck_assert_int_eq(mg_test_redis_start(&own, NULL), 0);
     st = mg_test_store(&own, NULL, 0, 200, 200);
-    ck_assert_int_eq(mg_store_record_failure(st, "w", &a, 1000, &p, &res), 0);
+    ck_assert_int_eq(mg_store_record_failure(st, "w", &a, 1000, NULL, &p, &res), 0);
     ck_assert_uint_eq(res.count, 1);
 
     /* down: the call fails cleanly and quickly */
     mg_test_redis_kill(&own);
     t0 = mg_test_mono_ms();
-    ck_assert_int_eq(mg_store_record_failure(st, "w", &a, 2000, &p, &res), -1);
+    ck_assert_int_eq(mg_store_record_failure(st, "w", &a, 2000, NULL, &p, &res), -1);
     ck_assert_int_lt(mg_test_mono_ms() - t0, 1000);
     ck_assert_ptr_nonnull(strstr(mg_store_error(st), "127.0.0.1"));
     ck_assert_int_eq(mg_store_connected(st), 0);
@@ -847,23 +995,23 @@ START_TEST(test_killed_and_restarted_redis)
 
     /* back, empty, no scripts: the next call just works */
     ck_assert_int_eq(mg_test_redis_restart(&own), 0);
-    ck_assert_int_eq(mg_store_record_failure(st, "w", &a, 3000, &p, &res), 0);
+    ck_assert_int_eq(mg_store_record_failure(st, "w", &a, 3000, NULL, &p, &res), 0);
     ck_assert_uint_eq(res.count, 1);
 
     /* restarted while the connection sat idle: the stale connection is
      * noticed before anything is sent, so even the first call works */
     ck_assert_int_eq(mg_test_redis_restart(&own), 0);
     mg_test_sleep_ms(50);
-    ck_assert_int_eq(mg_store_record_failure(st, "w", &a, 4000, &p, &res), 0);
+    ck_assert_int_eq(mg_store_record_failure(st, "w", &a, 4000, NULL, &p, &res), 0);
     ck_assert_uint_eq(res.count, 1);
-    ck_assert_int_eq(mg_store_record_failures(st, "w", &p, 1, &a, &(int64_t){ 4001 }, &res,
+    ck_assert_int_eq(mg_store_record_failures(st, "w", &p, 1, &a, &(int64_t){ 4001 }, NULL, &res,
                                               NULL), 0);
     ck_assert_uint_eq(res.count, 2);
 
     /* killed with a batch to send: -1, nothing confirmed, then fine again */
     size_t done = 99;
     mg_test_redis_kill(&own);
-    ck_assert_int_eq(mg_store_record_failures(st, "w", &p, 1, &a, &(int64_t){ 4002 }, &res,
+    ck_assert_int_eq(mg_store_record_failures(st, "w", &p, 1, &a, &(int64_t){ 4002 }, NULL, &res,
                                               &done), -1);
     ck_assert_uint_eq(done, 0);
     ck_assert_int_eq(mg_test_redis_restart(&own), 0);
@@ -888,7 +1036,7 @@ START_TEST(test_auth_with_password)
     snprintf(own.password, sizeof(own.password), "pa:ss@wd");
     st = mg_test_store(&own, ":pa%3Ass%40wd", 0, 0, 0);
     ck_assert_ptr_nonnull(st);
-    ck_assert_int_eq(mg_store_record_failure(st, "w", &a, 1000, &p, &res), 0);
+    ck_assert_int_eq(mg_store_record_failure(st, "w", &a, 1000, NULL, &p, &res), 0);
     ck_assert_uint_eq(res.count, 1);
     mg_store_free(st);
 
@@ -902,7 +1050,7 @@ START_TEST(test_auth_with_password)
 
     /* no password at all */
     st = mg_test_store(&own, NULL, 0, 0, 0);
-    ck_assert_int_eq(mg_store_record_failure(st, "w", &a, 1000, &p, &res), -1);
+    ck_assert_int_eq(mg_store_record_failure(st, "w", &a, 1000, NULL, &p, &res), -1);
     ck_assert_ptr_nonnull(strstr(mg_store_error(st), "NOAUTH"));
     mg_store_free(st);
     mg_test_redis_stop(&own);
@@ -947,8 +1095,8 @@ START_TEST(test_auth_with_acl_user)
         int64_t exp = 0;
 
         ck_assert_int_eq(mg_store_subscribe(sub), 0);
-        ck_assert_int_eq(mg_store_record_failure(st, "w", &b, at[0], &p, &res[0]), 0);
-        ck_assert_int_eq(mg_store_record_failures(st, "w", &p, 2, two, at, res, NULL), 0);
+        ck_assert_int_eq(mg_store_record_failure(st, "w", &b, at[0], NULL, &p, &res[0]), 0);
+        ck_assert_int_eq(mg_store_record_failures(st, "w", &p, 2, two, at, NULL, res, NULL), 0);
         ck_assert_int_eq(res[0].banned, 1);
         ck_assert_int_eq(mg_store_next_event(sub, 1000, &ev), 1);
         ck_assert_int_eq(mg_store_is_banned(st, &b, 1700000000, &banned, &exp), 0);
@@ -1069,7 +1217,7 @@ START_TEST(test_command_timeout)
     ck_assert_ptr_nonnull(r);
     freeReplyObject(r);
     t0 = mg_test_mono_ms();
-    ck_assert_int_eq(mg_store_record_failure(st, "w", &a, 1000, &p, &res), -1);
+    ck_assert_int_eq(mg_store_record_failure(st, "w", &a, 1000, NULL, &p, &res), -1);
     took = mg_test_mono_ms() - t0;
     ck_assert_int_ge(took, 90);
     /* 100 ms and scheduling; well before the pause ends (had it waited,
@@ -1078,7 +1226,7 @@ START_TEST(test_command_timeout)
     ck_assert_ptr_nonnull(strstr(mg_store_error(st), "timed out"));
     ck_assert_int_eq(mg_store_connected(st), 0);
     mg_test_sleep_ms(600);
-    ck_assert_int_eq(mg_store_record_failure(st, "w", &a, 2000, &p, &res), 0);
+    ck_assert_int_eq(mg_store_record_failure(st, "w", &a, 2000, NULL, &p, &res), 0);
     /* the timed-out call was sent: it ran once the pause ended */
     ck_assert_uint_ge(res.count, 1);
     mg_store_free(st);
@@ -1131,6 +1279,8 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_batch_equals_single_calls);
     tcase_add_test(tc, test_batch_partial_failure_reports_what_is_confirmed);
     tcase_add_test(tc, test_batch_rate_100k);
+    tcase_add_test(tc, test_a_failure_sent_twice_counts_once);
+    tcase_add_test(tc, test_a_batch_sent_again_counts_nothing_twice);
     tcase_add_test(tc, test_noscript_falls_back_to_eval);
     tcase_add_test(tc, test_select_db);
     tcase_add_test(tc, test_unix_socket);
@@ -1142,6 +1292,7 @@ static Suite *store_suite(void)
     tcase_add_test(own, test_auth_with_password);
     tcase_add_test(own, test_auth_with_acl_user);
     tcase_add_test(own, test_connection_refused);
+    tcase_add_test(own, test_errors_say_what_kind_they_are);
     tcase_add_test(own, test_error_text_and_new);
     suite_add_tcase(s, own);
     return s;

@@ -208,9 +208,9 @@ START_TEST(test_policy_ban_and_raise_publish_the_set_expiry)
     p.findtime = 60;
     p.bantime = 600;
     ck_assert_int_eq(mg_store_subscribe(sub), 0);
-    ck_assert_int_eq(mg_store_record_failure(cmd, "webmail", &a, 1700000000000LL, &p, &res), 0);
+    ck_assert_int_eq(mg_store_record_failure(cmd, "webmail", &a, 1700000000000LL, NULL, &p, &res), 0);
     ck_assert_int_eq(mg_store_next_event(sub, 50, &ev), 0);
-    ck_assert_int_eq(mg_store_record_failure(cmd, "webmail", &a, 1700000001000LL, &p, &res), 0);
+    ck_assert_int_eq(mg_store_record_failure(cmd, "webmail", &a, 1700000001000LL, NULL, &p, &res), 0);
     ck_assert_int_eq(res.banned, 1);
     ck_assert_int_eq(mg_store_next_event(sub, 1000, &ev), 1);
     ck_assert_int_eq(ev.is_ban, 1);

@@ -2,11 +2,12 @@
 -- record_failure: count failed logins and ban on reaching maxretry.
 --
 -- ARGV: prefix, jail, maxretry, findtime (s), bantime (s), increment (0/1),
---       factor, maxtime (s), then one or more groups: addr, k, and k pairs
---       now_ms, cutoff_ms (k failures of one address, in the order they
---       happened; cutoff_ms = now_ms - findtime*1000, formatted by the
---       caller because number formatting is a large part of a script's
---       cost in Redis 7.0's Lua).
+--       factor, maxtime (s), then one or more groups: addr, k, and k
+--       triples id, now_ms, cutoff_ms (k failures of one address, in the
+--       order they happened; id = the failure's identity, "" when it has
+--       none; cutoff_ms = now_ms - findtime*1000, formatted by the caller
+--       because number formatting is a large part of a script's cost in
+--       Redis 7.0's Lua).
 -- Key names are built here from the prefix rather than passed as KEYS:
 -- the store targets one Redis instance (not Cluster), and a batch touches
 -- keys that are only known per group.
@@ -39,7 +40,8 @@
 -- ingest: a string window read and written whole measured no cheaper.)
 --
 -- Returns a flat array, per failure in ARGV order: count, expiry ("0" when
--- no ban), bans in the history including this one (0 when no ban).
+-- no ban), bans in the history including this one (0 when no ban), and 1
+-- when the failure was a duplicate (already counted: see duplicates()).
 -- #include changelog.lua
 local function int(x)
     return string.format('%.0f', x)
@@ -105,11 +107,12 @@ end
 local out = {}
 local n = 0
 
-local function result(count, expiry, hcount)
+local function result(count, expiry, hcount, dup)
     out[n + 1] = count
     out[n + 2] = expiry
     out[n + 3] = hcount
-    n = n + 3
+    out[n + 4] = dup
+    n = n + 4
 end
 
 -- One failure: prune, add, count and expire in place.
@@ -127,13 +130,13 @@ local function one(addr, w, nowtxt, cuttxt)
     else
         call('PEXPIRE', w, findtxt)
     end
-    result(count, expiry, hcount)
+    result(count, expiry, hcount, 0)
 end
 
--- k failures of one address (argv[first ..], two items each): the window is read
--- whole, the failures applied here in order exactly as one() would apply
--- them, and only the change is written back.
-local function group(addr, w, first, k)
+-- k failures of one address (times[1..k], cutoffs[1..k]): the window is
+-- read whole, the failures applied here in order exactly as one() would
+-- apply them, and only the change is written back.
+local function group(addr, w, times, cuts, k)
     local cur = call('ZRANGE', w, 0, -1, 'WITHSCORES')
     local mem, sc, st, new = {}, {}, {}, {}
     local m = 0
@@ -143,8 +146,8 @@ local function group(addr, w, first, k)
     end
     local gone = {}         -- stored members pruned on the way
     local cleared = false   -- a ban emptied the window
-    for j = first, first + 2 * k - 2, 2 do
-        local nowtxt = argv[j]
+    for j = 1, k do
+        local nowtxt = times[j]
         local now = tonumber(nowtxt)
         local cutoff = now - findms     -- numbers here: the text is for one()
         local kept, same = 0, 0
@@ -170,7 +173,7 @@ local function group(addr, w, first, k)
             cleared = true
             expiry, hcount = ban(addr, now)
         end
-        result(count, expiry, hcount)
+        result(count, expiry, hcount, 0)
     end
     if cleared then
         call('DEL', w)
@@ -190,16 +193,98 @@ local function group(addr, w, first, k)
     end
 end
 
+-- Exactly once: the identities of the failures already counted for addr
+-- (P.."seen:"..jail..":"..addr, score = failure time, kept as long as the
+-- failure could count), so a failure sent again (a call that timed out but
+-- ran, a resend after an outage, a log line read again after a restart)
+-- is reported, not counted.  An empty identity is never a duplicate.
+-- Returns, per failure of the group, true when it is a duplicate; the new
+-- identities are added.
+local function duplicates(s, ids, times, k)
+    local dup, fresh, known = {}, {}, {}
+    local ask, ask_at = {}, {}
+    for j = 1, k do
+        if ids[j] ~= '' then
+            ask[#ask + 1] = ids[j]
+            ask_at[#ask_at + 1] = j
+        end
+    end
+    if #ask == 0 then
+        return dup, 0
+    end
+    -- ids older than the first failure's window cannot matter any more
+    call('ZREMRANGEBYSCORE', s, '-inf', '(' .. int(tonumber(times[1]) - findms))
+    local have = call('ZMSCORE', s, unpack(ask))
+    local add = {}
+    for x = 1, #ask do
+        local j, id = ask_at[x], ask[x]
+        if have[x] or known[id] then
+            dup[j] = true
+        else
+            known[id] = true
+            add[#add + 1] = times[j]
+            add[#add + 1] = id
+        end
+    end
+    if #add > 0 then
+        batched('ZADD', s, add)
+        call('PEXPIRE', s, findtxt)
+    end
+    return dup, #ask
+end
+
+local sprefix = prefix .. 'seen:' .. jail .. ':'
 local i = 9
 while i <= nargs do
     local addr = argv[i]
     local k = tonumber(argv[i + 1])
     local w = wprefix .. addr
-    if k == 1 then
-        one(addr, w, argv[i + 2], argv[i + 3])
-    else
-        group(addr, w, i + 2, k)
+    local ids, times, cuts = {}, {}, {}
+    for j = 1, k do
+        local b = i + 2 + 3 * (j - 1)
+        ids[j], times[j], cuts[j] = argv[b], argv[b + 1], argv[b + 2]
     end
-    i = i + 2 + 2 * k
+    local dup = duplicates(sprefix .. addr, ids, times, k)
+    if next(dup) == nil then
+        -- the usual case: nothing seen before
+        if k == 1 then
+            one(addr, w, times[1], cuts[1])
+        else
+            group(addr, w, times, cuts, k)
+        end
+    else
+        -- the failures that are not duplicates, in order
+        local t2, c2, at = {}, {}, {}
+        for j = 1, k do
+            if not dup[j] then
+                t2[#t2 + 1], c2[#c2 + 1], at[#at + 1] = times[j], cuts[j], j
+            end
+        end
+        local first = n
+        if #t2 == 1 then
+            one(addr, w, t2[1], c2[1])
+        elseif #t2 > 1 then
+            group(addr, w, t2, c2, #t2)
+        end
+        -- spread the results back to every failure of the group, a
+        -- duplicate reporting the window as it stands, no ban
+        local got = {}
+        for x = 1, #at do
+            got[at[x]] = { out[first + 4 * x - 3], out[first + 4 * x - 2],
+                           out[first + 4 * x - 1] }
+        end
+        n = first
+        local last = nil
+        for j = 1, k do
+            if got[j] then
+                last = got[j]
+                result(got[j][1], got[j][2], got[j][3], 0)
+            else
+                result(last and last[1] or call('ZCARD', w), '0', 0, 1)
+            end
+        end
+        for x = n + 1, #out do out[x] = nil end
+    end
+    i = i + 2 + 3 * k
 end
 return out
