@@ -70,6 +70,11 @@ static int mg_status_page(request_rec *r)
     ap_rprintf(r, "FailuresIgnored: %" APR_UINT64_T_FMT "\n", mg_stat_get(&st->fail_ignored));
     ap_rprintf(r, "FailuresUnattributable: %" APR_UINT64_T_FMT "\n",
                mg_stat_get(&st->fail_unattributable));
+    ap_rprintf(r, "FailuresQueued: %" APR_UINT64_T_FMT "\n", mg_stat_get(&st->fail_queued));
+    ap_rprintf(r, "FailuresDuplicate: %" APR_UINT64_T_FMT "\n",
+               mg_stat_get(&st->fail_duplicate));
+    ap_rprintf(r, "FailuresDropped: %" APR_UINT64_T_FMT "\n", mg_stat_get(&st->fail_dropped));
+    ap_rprintf(r, "QueuedFailures: %u\n", (unsigned)mg_fqueue_count(mg_shm_fqueue()));
     ap_rprintf(r, "Successes: %" APR_UINT64_T_FMT "\n", mg_stat_get(&st->successes));
     ap_rprintf(r, "BansMade: %" APR_UINT64_T_FMT "\n", mg_stat_get(&st->bans_made));
     ap_rprintf(r, "PendingBans: %u\n", (unsigned)pending);

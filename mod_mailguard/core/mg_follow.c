@@ -57,6 +57,7 @@ struct mg_follow {
     mg_ban_t *page;         /* scratch for one page */
     size_t npage, cappage;
     int refused_noted;
+    int card_seen;          /* P card existed at a check: its loss is data loss */
     mg_follow_stats_t stats;
 };
 
@@ -433,13 +434,17 @@ static int check(mg_follow_t *f)
         want_snapshot(f, MG_SNAP_START);
     }
     else if (ls.logseq < f->last_seq
-             || (ls.last_seq > f->last_seq && id_cmp(ls.last_id, f->last_id) <= 0)) {
-        /* Fewer changes than we applied, or newer ones filed before ours:
-         * this is not the log we followed.  */
+             || (ls.last_seq > f->last_seq && id_cmp(ls.last_id, f->last_id) <= 0)
+             || (f->card_seen && ls.card < 0)) {
+        /* Fewer changes than we applied, newer ones filed before ours, or
+         * the count gone that every check since the first has seen (a
+         * store that never logged a change has nothing else to lose): this
+         * is not the store we followed. */
         want_snapshot(f, MG_SNAP_LOST);
     }
     /* Otherwise the next XREAD tells whether the log still holds the
      * change after ours: its number must be ours + 1. */
+    f->card_seen = 1;       /* it exists from here on: set below if missing */
     if (ls.card != (int64_t)ls.zcard) {
         int announced = 0;
         if (mg_store_resync(f->st, 0, &announced) != 0)
