@@ -210,6 +210,8 @@ int mg_store_record_failure(mg_store_t *st, const char *jail, const mg_addr_t *k
     if (r == NULL)
         goto end;
     rc = mg_store_parse_record(st, r, 1, NULL, res);
+    if (rc == 0 && mg_store_confirm(st) != 0)
+        rc = -1;
 end:
     if (r != NULL)
         freeReplyObject(r);
@@ -257,7 +259,7 @@ static int unban_members(mg_store_t *st, int n, const char **members, const size
         goto end;
     }
     *removed = (unsigned)r->integer;
-    rc = 0;
+    rc = mg_store_confirm(st);
 end:
     if (r != NULL)
         freeReplyObject(r);

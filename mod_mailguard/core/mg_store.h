@@ -44,14 +44,32 @@
 /* A parsed Redis URL:
  *   redis://[[user]:password@]host[:port][/db]   (host may be [v6])
  *   unix:/path/to/socket[?db=N]
- * Percent-escapes (%40 ...) are decoded in user and password. */
+ *   redis-sentinel://[[user]:password@]host[:port],host[:port].../NAME[/db]
+ *       [?sentinel_user=U&sentinel_password=P]
+ * Percent-escapes (%40 ...) are decoded in user and password.  With
+ * sentinels, user and password are the data nodes'; the sentinels' own,
+ * if they need one, are the query parameters. */
+#define MG_STORE_SENTINELS_MAX 8
+#define MG_STORE_SENTINEL_PORT 26379
+
+typedef struct mg_store_hostport {
+    char host[256];
+    int port;
+} mg_store_hostport_t;
+
 typedef struct mg_store_url {
-    char host[256];         /* empty for unix sockets */
+    char host[256];         /* empty for unix sockets and sentinels */
     int port;               /* 6379 */
     char path[108];         /* unix socket path, empty for TCP */
     char user[128];         /* ACL user, may be empty */
     char password[256];     /* may be empty; never printed */
     int db;                 /* 0 */
+    /* Sentinel: the primary of master is asked of these at every connect */
+    int nsentinels;         /* 0: not Sentinel */
+    mg_store_hostport_t sentinel[MG_STORE_SENTINELS_MAX];
+    char master[128];
+    char sentinel_user[128];
+    char sentinel_password[256];    /* never printed */
 } mg_store_url_t;
 
 /* -1 with a reason (which never contains the password) on a bad URL. */

@@ -219,6 +219,12 @@ int mg_store_record_failures(mg_store_t *st, const char *jail, const mg_policy_t
         if (failed)
             goto end;
     }
+    if (mg_store_confirm(st) != 0) {
+        /* the primary changed under the batch: none of it is sure; with
+         * identities, sending it all again is safe */
+        memset(st->batch->ok, 0, n);
+        goto end;
+    }
     rc = 0;
 end:
     if (r != NULL)
@@ -358,6 +364,10 @@ int mg_store_ban_many(mg_store_t *st, const char *jail, size_t n, const mg_addr_
         if (failed)
             goto end;
         confirmed = next;
+    }
+    if (mg_store_confirm(st) != 0) {
+        confirmed = 0;      /* bans only raise: sending them again is harmless */
+        goto end;
     }
     rc = 0;
     goto end;

@@ -40,8 +40,10 @@ void mg_store_seterr(mg_store_t *st, const char *fmt, ...)
     va_end(ap);
     st->kind = MG_STORE_EOTHER;
     /* Redis does not echo passwords, but a proxy or a future version might:
-     * a message that quotes it is never kept. */
-    if (st->url.password[0] != '\0' && strstr(st->err, st->url.password) != NULL)
+     * a message that quotes one is never kept. */
+    if ((st->url.password[0] != '\0' && strstr(st->err, st->url.password) != NULL)
+        || (st->url.sentinel_password[0] != '\0'
+            && strstr(st->err, st->url.sentinel_password) != NULL))
         snprintf(st->err, sizeof(st->err), "%.180s: error text withheld (it quoted a secret)",
                  st->where);
 }
@@ -77,6 +79,11 @@ void mg_store_replyerr(mg_store_t *st, const char *what, const redisReply *r)
 {
     mg_store_seterr(st, "%s: %s: %s", st->where, what, r->str);
     st->kind = MG_STORE_EREFUSED;
+    /* A replica answering a write: this is no longer the primary (a
+     * failover).  The next call connects again, and with sentinels asks
+     * them who is primary now. */
+    if (strncmp(r->str, "READONLY", 8) == 0)
+        st->stale = 1;
 }
 
 void mg_store_drop(mg_store_t *st)
@@ -102,6 +109,98 @@ int mg_store_check_reply(mg_store_t *st, const char *what, redisReply *r, int ty
     return 0;
 }
 
+static void set_where(mg_store_t *st, const char *host, int port)
+{
+    int v6 = strchr(host, ':') != NULL;
+
+    /* (a host name can be long: the master's name is cut first) */
+    snprintf(st->where, sizeof(st->where), "redis %s%.100s%s:%d primary %.40s", v6 ? "[" : "",
+             host, v6 ? "]" : "", port, st->url.master);
+}
+
+/* Ask one sentinel for the primary's address: 0 and host/port, or -1 with
+ * the error set. */
+static int ask_sentinel(mg_store_t *st, const mg_store_hostport_t *sn, char *host, size_t hsize,
+                        int *port)
+{
+    const char *argv[3];
+    size_t len[3];
+    redisContext *c;
+    redisReply *r = NULL;
+    int rc = -1;
+
+    c = redisConnectWithTimeout(sn->host, sn->port, st->connect_tv);
+    if (c == NULL || c->err) {
+        mg_store_ctxerr(st, "connect to sentinel", c, errno);
+        goto end;
+    }
+    redisSetTimeout(c, st->command_tv);
+    if (st->url.sentinel_password[0] != '\0') {
+        int n = 0;
+        argv[n] = "AUTH";
+        len[n++] = 4;
+        if (st->url.sentinel_user[0] != '\0') {
+            argv[n] = st->url.sentinel_user;
+            len[n++] = strlen(st->url.sentinel_user);
+        }
+        argv[n] = st->url.sentinel_password;
+        len[n++] = strlen(st->url.sentinel_password);
+        r = redisCommandArgv(c, n, argv, len);
+        if (r == NULL) {
+            mg_store_ctxerr(st, "sentinel AUTH", c, errno);
+            goto end;
+        }
+        if (mg_store_check_reply(st, "sentinel AUTH", r, 0) != 0)
+            goto end;
+        freeReplyObject(r);
+    }
+    argv[0] = "SENTINEL";
+    len[0] = 8;
+    argv[1] = "get-master-addr-by-name";
+    len[1] = 23;
+    argv[2] = st->url.master;
+    len[2] = strlen(st->url.master);
+    r = redisCommandArgv(c, 3, argv, len);
+    if (r == NULL) {
+        mg_store_ctxerr(st, "SENTINEL get-master-addr-by-name", c, errno);
+        goto end;
+    }
+    if (mg_store_check_reply(st, "SENTINEL get-master-addr-by-name", r, 0) != 0)
+        goto end;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2
+        || r->element[0]->type != REDIS_REPLY_STRING || r->element[0]->len >= hsize
+        || r->element[1]->type != REDIS_REPLY_STRING) {
+        mg_store_seterr(st, "sentinel %s:%d does not know a primary named %s", sn->host,
+                        sn->port, st->url.master);
+        st->kind = MG_STORE_EDOWN;
+        goto end;
+    }
+    memcpy(host, r->element[0]->str, r->element[0]->len + 1);
+    *port = atoi(r->element[1]->str);
+    rc = *port > 0 && *port < 65536 ? 0 : -1;
+end:
+    if (r != NULL)
+        freeReplyObject(r);
+    if (c != NULL)
+        redisFree(c);
+    return rc;
+}
+
+/* The primary, from the first sentinel that knows it (starting with the
+ * one that answered last time). */
+static int resolve_primary(mg_store_t *st, char *host, size_t hsize, int *port)
+{
+    for (int i = 0; i < st->url.nsentinels; i++) {
+        int k = (st->sentinel_at + i) % st->url.nsentinels;
+        if (ask_sentinel(st, &st->url.sentinel[k], host, hsize, port) == 0) {
+            st->sentinel_at = k;
+            return 0;
+        }
+    }
+    st->kind = MG_STORE_EDOWN;
+    return -1;
+}
+
 redisContext *mg_store_connect(mg_store_t *st, int for_subscribe)
 {
     const char *argv[4];
@@ -110,9 +209,23 @@ redisContext *mg_store_connect(mg_store_t *st, int for_subscribe)
     redisContext *c;
     redisReply *r = NULL;
     int sent = 0, failed = 0, i;
-    int sent_auth = 0, sent_select = 0, sent_scripts = 0;
+    int sent_auth = 0, sent_select = 0, sent_scripts = 0, sent_role = 0;
 
-    if (st->url.path[0] != '\0')
+    if (st->url.nsentinels > 0) {
+        /* Whoever is primary now: asked at every connect, so a failover is
+         * followed by the next connection. */
+        char host[256];
+        int port = 0;
+
+        c = NULL;
+        if (resolve_primary(st, host, sizeof(host), &port) != 0)
+            goto fail;
+        set_where(st, host, port);
+        snprintf(st->primary, sizeof(st->primary), "%s", host);
+        st->primary_port = port;
+        c = redisConnectWithTimeout(host, port, st->connect_tv);
+    }
+    else if (st->url.path[0] != '\0')
         c = redisConnectUnixWithTimeout(st->url.path, st->connect_tv);
     else
         c = redisConnectWithTimeout(st->url.host, st->url.port, st->connect_tv);
@@ -164,7 +277,15 @@ redisContext *mg_store_connect(mg_store_t *st, int for_subscribe)
         }
         sent_scripts = 1;
     }
-    sent = sent_auth + sent_select + (sent_scripts ? MG_SCRIPT_COUNT : 0);
+    if (st->url.nsentinels > 0) {
+        /* a sentinel may still name a primary that was just demoted */
+        argv[0] = "ROLE";
+        len[0] = 4;
+        if (redisAppendCommandArgv(c, 1, argv, len) != REDIS_OK)
+            goto io;
+        sent_role = 1;
+    }
+    sent = sent_auth + sent_select + (sent_scripts ? MG_SCRIPT_COUNT : 0) + sent_role;
 
     /* Read every reply even after a refusal, so the first error reported is
      * the cause (a NOAUTH on SELECT follows a failed AUTH). */
@@ -180,6 +301,8 @@ redisContext *mg_store_connect(mg_store_t *st, int for_subscribe)
             what = "AUTH";
         else if (sent_select && i == sent_auth)
             what = "SELECT";
+        else if (sent_role && i == sent - 1)
+            what = "ROLE";
         else {
             script = i - sent_auth - sent_select;
             what = "SCRIPT LOAD";
@@ -187,6 +310,19 @@ redisContext *mg_store_connect(mg_store_t *st, int for_subscribe)
         if (!failed) {
             if (mg_store_check_reply(st, what, r, script >= 0 ? REDIS_REPLY_STRING : 0) != 0)
                 failed = 1;
+            else if (script < 0 && strcmp(what, "ROLE") == 0
+                     && (r->type != REDIS_REPLY_ARRAY || r->elements < 1
+                         || r->element[0]->type != REDIS_REPLY_STRING
+                         || strcmp(r->element[0]->str, "master") != 0)) {
+                mg_store_seterr(st, "%s: not the primary (yet): a failover is under way",
+                                st->where);
+                st->kind = MG_STORE_EDOWN;
+                failed = 1;
+            }
+            else if (script < 0 && strcmp(what, "ROLE") == 0) {
+                st->replicas = r->elements >= 3 && r->element[2]->type == REDIS_REPLY_ARRAY
+                               ? (int)r->element[2]->elements : 0;
+            }
             else if (script >= 0) {
                 if (r->len != 40) {
                     mg_store_seterr(st, "%s: SCRIPT LOAD %s: bad digest", st->where,
@@ -223,6 +359,10 @@ fail:
  * anything readable means it is gone or out of step. */
 int mg_store_ready(mg_store_t *st)
 {
+    if (st->c != NULL && st->stale) {
+        st->stale = 0;
+        mg_store_drop(st);
+    }
     if (st->c != NULL) {
         struct pollfd p = { .fd = st->c->fd, .events = POLLIN };
         if (poll(&p, 1, 0) != 0)
@@ -267,7 +407,9 @@ mg_store_t *mg_store_new(const mg_store_cfg_t *cfg)
     if (st == NULL)
         return NULL;
     st->url = cfg->url;
-    if (st->url.path[0] != '\0')
+    if (st->url.nsentinels > 0)
+        snprintf(st->where, sizeof(st->where), "redis-sentinel %s", st->url.master);
+    else if (st->url.path[0] != '\0')
         snprintf(st->where, sizeof(st->where), "redis unix:%s", st->url.path);
     else if (strchr(st->url.host, ':') != NULL)
         snprintf(st->where, sizeof(st->where), "redis [%s]:%d", st->url.host, st->url.port);
@@ -375,4 +517,40 @@ redisReply *mg_store_run_script(mg_store_t *st, int id, int argc, const char **a
         return NULL;
     }
     return r;
+}
+
+/* How long a write waits for a replica to have it (WAIT). */
+#define MG_STORE_WAIT_MS "100"
+
+int mg_store_confirm(mg_store_t *st)
+{
+    static const char *argv[3] = { "WAIT", "1", MG_STORE_WAIT_MS };
+    redisReply *r;
+    char host[256];
+    int port = 0, ok = 0;
+
+    if (st->url.nsentinels == 0 || st->c == NULL)
+        return 0;
+    if (st->replicas > 0) {
+        r = redisCommandArgv(st->c, 3, argv, NULL);
+        ok = r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer >= 1;
+        if (r == NULL) {
+            mg_store_ctxerr(st, "WAIT", st->c, errno);
+            mg_store_drop(st);
+            return -1;
+        }
+        freeReplyObject(r);
+        if (ok)
+            return 0;
+    }
+    /* No replica has it: fine if this is still the primary (one without a
+     * replica, or a slow one), not if a failover moved it. */
+    if (resolve_primary(st, host, sizeof(host), &port) == 0
+        && strcmp(host, st->primary) == 0 && port == st->primary_port)
+        return 0;
+    mg_store_seterr(st, "%s: the primary changed under a write: it goes again to the new one",
+                    st->where);
+    st->kind = MG_STORE_ETIMEOUT;
+    mg_store_drop(st);
+    return -1;
 }

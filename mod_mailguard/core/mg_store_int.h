@@ -53,6 +53,11 @@ struct mg_store_batch;
 struct mg_store {
     mg_store_url_t url;
     char where[300];                    /* host:port or unix path, for errors */
+    int sentinel_at;                    /* the sentinel to ask first */
+    char primary[256];                  /* the primary connected to (sentinels) */
+    int primary_port;
+    int replicas;                       /* replicas the primary had at connect */
+    int stale;                          /* reconnect before the next call (READONLY) */
     char prefix[MG_STORE_PREFIX_MAX];
     size_t prefix_len;
     struct timeval connect_tv;
@@ -131,6 +136,13 @@ void mg_store_policy_argv(const mg_store_t *st, const char *jail, const mg_polic
  * res[ord[j]] (res[j] when ord is NULL). */
 int mg_store_parse_record(mg_store_t *st, const redisReply *r, size_t n, const size_t *ord,
                           mg_record_result_t *res);
+
+/* With sentinels, after a write: 0 when a replica has it too, or when the
+ * sentinels still name this primary (a primary without a replica); -1
+ * when the primary changed meanwhile (the write may be lost in the
+ * failover: send it again, identities make that safe), the connection
+ * then dropped.  Always 0 without sentinels. */
+int mg_store_confirm(mg_store_t *st);
 
 /* The batch scratch, freed with the store. */
 void mg_store_batch_free(mg_store_t *st);

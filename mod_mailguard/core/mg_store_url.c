@@ -3,6 +3,8 @@
  *
  *   redis://[[user]:password@]host[:port][/db]     host may be [IPv6]
  *   unix:/path/to/socket[?db=N][&user=U][&password=P]
+ *   redis-sentinel://[[user]:password@]host[:port],.../NAME[/db]
+ *       [?sentinel_user=U&sentinel_password=P]
  *
  * Every refusal names what is wrong with a static reason; no reason ever
  * quotes the input, so a password can never leak into a log through it.
@@ -125,11 +127,92 @@ static int parse_userinfo(const char *s, size_t len, mg_store_url_t *out, const 
     return 0;
 }
 
+/* host[:port] from s[0..len) (host may be [IPv6]); *port keeps its
+ * default when none is given. */
+static int parse_hostport(const char *s, size_t len, char *host, size_t hsize, int *port,
+                          const char **why)
+{
+    const char *end = s + len, *hend;
+    size_t hlen;
+    long v;
+
+    if (s < end && *s == '[') {
+        char v6[INET6_ADDRSTRLEN];
+        unsigned char buf[16];
+        const char *rb = memchr(s, ']', len);
+        if (rb == NULL) {
+            *why = "unterminated [IPv6] host";
+            return -1;
+        }
+        hlen = (size_t)(rb - s - 1);
+        if (hlen == 0 || hlen >= sizeof(v6)) {
+            *why = "bad IPv6 host";
+            return -1;
+        }
+        memcpy(v6, s + 1, hlen);
+        v6[hlen] = '\0';
+        if (inet_pton(AF_INET6, v6, buf) != 1) {
+            *why = "bad IPv6 host";
+            return -1;
+        }
+        memcpy(host, v6, hlen + 1);
+        hend = rb + 1;
+        if (hend < end && *hend != ':') {
+            *why = "unexpected text after the [IPv6] host";
+            return -1;
+        }
+    }
+    else {
+        for (hend = s; hend < end && *hend != ':'; hend++)
+            if (!host_char_ok(*hend)) {
+                *why = "bad character in the host name";
+                return -1;
+            }
+        hlen = (size_t)(hend - s);
+        if (hlen == 0) {
+            *why = "empty host";
+            return -1;
+        }
+        if (hlen >= hsize) {
+            *why = "host name too long";
+            return -1;
+        }
+        memcpy(host, s, hlen);
+        host[hlen] = '\0';
+    }
+    if (hend < end && *hend == ':') {
+        if (parse_num(hend + 1, (size_t)(end - hend - 1), 1, 65535, &v) != 0) {
+            *why = "port must be a number 1-65535";
+            return -1;
+        }
+        *port = (int)v;
+    }
+    return 0;
+}
+
+/* The user information before the last '@' ahead of limit (the password
+ * may hold '@' only percent-encoded); *rest where the hosts start. */
+static int parse_auth(const char *s, const char *limit, mg_store_url_t *out, const char **rest,
+                      const char **why)
+{
+    const char *at = NULL;
+
+    for (const char *p = s; p < limit; p++)
+        if (*p == '@')
+            at = p;
+    *rest = s;
+    if (at == NULL)
+        return 0;
+    if (parse_userinfo(s, (size_t)(at - s), out, why) != 0)
+        return -1;
+    *rest = at + 1;
+    return 0;
+}
+
 static int parse_tcp(const char *s, mg_store_url_t *out, const char **why)
 {
     const char *end = s + strlen(s);
-    const char *at, *slash, *hp, *hend, *p;
-    size_t hlen;
+    const char *slash, *hp;
     long v;
 
     if (strpbrk(s, "?#") != NULL) {
@@ -139,76 +222,10 @@ static int parse_tcp(const char *s, mg_store_url_t *out, const char **why)
     slash = strchr(s, '/');
     if (slash == NULL)
         slash = end;
-    /* The password may contain '@' only percent-encoded, so the last '@'
-     * before the path ends the user information. */
-    at = NULL;
-    for (p = s; p < slash; p++)
-        if (*p == '@')
-            at = p;
-    if (at != NULL) {
-        if (parse_userinfo(s, (size_t)(at - s), out, why) != 0)
-            return -1;
-        hp = at + 1;
-    }
-    else {
-        hp = s;
-    }
-
-    /* host */
-    if (hp < slash && *hp == '[') {
-        char v6[INET6_ADDRSTRLEN];
-        unsigned char buf[16];
-        const char *rb = memchr(hp, ']', (size_t)(slash - hp));
-        if (rb == NULL) {
-            *why = "unterminated [IPv6] host";
-            return -1;
-        }
-        hlen = (size_t)(rb - hp - 1);
-        if (hlen == 0 || hlen >= sizeof(v6)) {
-            *why = "bad IPv6 host";
-            return -1;
-        }
-        memcpy(v6, hp + 1, hlen);
-        v6[hlen] = '\0';
-        if (inet_pton(AF_INET6, v6, buf) != 1) {
-            *why = "bad IPv6 host";
-            return -1;
-        }
-        memcpy(out->host, v6, hlen + 1);
-        hend = rb + 1;
-        if (hend < slash && *hend != ':') {
-            *why = "unexpected text after the [IPv6] host";
-            return -1;
-        }
-    }
-    else {
-        for (hend = hp; hend < slash && *hend != ':'; hend++)
-            if (!host_char_ok(*hend)) {
-                *why = "bad character in the host name";
-                return -1;
-            }
-        hlen = (size_t)(hend - hp);
-        if (hlen == 0) {
-            *why = "empty host";
-            return -1;
-        }
-        if (hlen >= sizeof(out->host)) {
-            *why = "host name too long";
-            return -1;
-        }
-        memcpy(out->host, hp, hlen);
-        out->host[hlen] = '\0';
-    }
-
-    /* port */
-    if (hend < slash && *hend == ':') {
-        if (parse_num(hend + 1, (size_t)(slash - hend - 1), 1, 65535, &v) != 0) {
-            *why = "port must be a number 1-65535";
-            return -1;
-        }
-        out->port = (int)v;
-    }
-
+    if (parse_auth(s, slash, out, &hp, why) != 0
+        || parse_hostport(hp, (size_t)(slash - hp), out->host, sizeof(out->host), &out->port,
+                          why) != 0)
+        return -1;
     /* db: "/" alone means the default database */
     if (slash < end && slash + 1 < end) {
         if (parse_num(slash + 1, (size_t)(end - slash - 1), 0, MG_STORE_DB_MAX, &v) != 0) {
@@ -218,6 +235,125 @@ static int parse_tcp(const char *s, mg_store_url_t *out, const char **why)
         out->db = (int)v;
     }
     return 0;
+}
+
+/* The query of a redis-sentinel:// URL: the sentinels' own credentials. */
+static int parse_sentinel_query(const char *q, mg_store_url_t *out, const char **why)
+{
+    int seen_user = 0, seen_pw = 0;
+
+    while (q != NULL) {
+        const char *k = q + 1, *amp = strchr(k, '&');
+        const char *kend = amp != NULL ? amp : k + strlen(k);
+        const char *eq = memchr(k, '=', (size_t)(kend - k));
+        size_t klen, vlen;
+        int rc;
+
+        if (eq == NULL) {
+            *why = "query parameter without '='";
+            return -1;
+        }
+        klen = (size_t)(eq - k);
+        vlen = (size_t)(kend - eq - 1);
+        if (klen == 13 && memcmp(k, "sentinel_user", 13) == 0 && !seen_user) {
+            if (decode_user(eq + 1, vlen, out->sentinel_user, sizeof(out->sentinel_user), why)
+                != 0)
+                return -1;
+            seen_user = 1;
+        }
+        else if (klen == 17 && memcmp(k, "sentinel_password", 17) == 0 && !seen_pw) {
+            if (vlen == 0) {
+                *why = "empty sentinel password";
+                return -1;
+            }
+            rc = pct_decode(eq + 1, vlen, out->sentinel_password, sizeof(out->sentinel_password));
+            if (rc != 0) {
+                *why = rc == -2 ? "sentinel password too long"
+                                : "bad percent-escape in the sentinel password";
+                return -1;
+            }
+            seen_pw = 1;
+        }
+        else {
+            *why = "unknown or repeated query parameter (sentinel_user, sentinel_password)";
+            return -1;
+        }
+        q = amp;
+    }
+    if (seen_user && !seen_pw) {
+        *why = "a sentinel user needs a sentinel password";
+        return -1;
+    }
+    return 0;
+}
+
+/* [[user]:password@]host[:port],host[:port].../NAME[/db][?query] */
+static int parse_sentinel(const char *s, mg_store_url_t *out, const char **why)
+{
+    const char *q = strchr(s, '?');
+    const char *end = q != NULL ? q : s + strlen(s);
+    const char *slash, *hp, *name, *nend;
+    long v;
+
+    if (strchr(s, '#') != NULL) {
+        *why = "fragment not supported";
+        return -1;
+    }
+    slash = memchr(s, '/', (size_t)(end - s));
+    if (slash == NULL) {
+        *why = "redis-sentinel:// needs /NAME: the primary's name the sentinels know";
+        return -1;
+    }
+    if (parse_auth(s, slash, out, &hp, why) != 0)
+        return -1;
+    while (hp < slash) {
+        const char *comma = memchr(hp, ',', (size_t)(slash - hp));
+        const char *hend = comma != NULL ? comma : slash;
+        mg_store_hostport_t *h;
+
+        if (out->nsentinels == MG_STORE_SENTINELS_MAX) {
+            *why = "more than 8 sentinels";
+            return -1;
+        }
+        h = &out->sentinel[out->nsentinels];
+        h->port = MG_STORE_SENTINEL_PORT;
+        if (parse_hostport(hp, (size_t)(hend - hp), h->host, sizeof(h->host), &h->port, why)
+            != 0)
+            return -1;
+        out->nsentinels++;
+        hp = comma != NULL ? comma + 1 : slash;
+        if (comma != NULL && hp == slash) {
+            *why = "empty host";
+            return -1;
+        }
+    }
+    if (out->nsentinels == 0) {
+        *why = "no sentinel given";
+        return -1;
+    }
+    name = slash + 1;
+    nend = memchr(name, '/', (size_t)(end - name));
+    if (nend == NULL)
+        nend = end;
+    if (nend == name || (size_t)(nend - name) >= sizeof(out->master)) {
+        *why = "the primary's name must be 1-127 characters";
+        return -1;
+    }
+    for (const char *p = name; p < nend; p++)
+        if (!host_char_ok(*p)) {
+            *why = "bad character in the primary's name";
+            return -1;
+        }
+    memcpy(out->master, name, (size_t)(nend - name));
+    out->master[nend - name] = '\0';
+    if (nend < end && nend + 1 < end) {
+        if (parse_num(nend + 1, (size_t)(end - nend - 1), 0, MG_STORE_DB_MAX, &v) != 0) {
+            *why = "database must be a number 0-65535";
+            return -1;
+        }
+        out->db = (int)v;
+    }
+    return parse_sentinel_query(q, out, why);
 }
 
 /* unix:/path[?db=N&user=U&password=P] */
@@ -328,6 +464,8 @@ int mg_store_url_parse(const char *url, mg_store_url_t *out, const char **why)
         }
     if (strncmp(url, "redis://", 8) == 0)
         rc = parse_tcp(url + 8, &u, why);
+    else if (strncmp(url, "redis-sentinel://", 17) == 0)
+        rc = parse_sentinel(url + 17, &u, why);
     else if (strncmp(url, "unix:", 5) == 0)
         rc = parse_unix(url + 5, &u, why);
     else if (strncmp(url, "rediss://", 9) == 0) {
@@ -335,7 +473,7 @@ int mg_store_url_parse(const char *url, mg_store_url_t *out, const char **why)
         rc = -1;
     }
     else {
-        *why = "URL must start with redis:// or unix:";
+        *why = "URL must start with redis://, redis-sentinel:// or unix:";
         rc = -1;
     }
     if (rc == 0)
@@ -350,6 +488,23 @@ void mg_store_url_redacted(const mg_store_url_t *u, char *buf, size_t size)
 {
     if (size == 0)
         return;
+    if (u->nsentinels > 0) {
+        size_t o = (size_t)snprintf(buf, size, "redis-sentinel://%s%s", u->user,
+                                    u->password[0] ? ":***@" : (u->user[0] ? "@" : ""));
+        for (int i = 0; i < u->nsentinels && o < size; i++) {
+            int v6 = strchr(u->sentinel[i].host, ':') != NULL;
+            o += (size_t)snprintf(buf + o, size - o, "%s%s%s%s:%d", i ? "," : "",
+                                  v6 ? "[" : "", u->sentinel[i].host, v6 ? "]" : "",
+                                  u->sentinel[i].port);
+        }
+        if (o < size)
+            o += (size_t)snprintf(buf + o, size - o, "/%s/%d", u->master, u->db);
+        if (o < size && u->sentinel_password[0])
+            snprintf(buf + o, size - o, "?%s%s%ssentinel_password=***",
+                     u->sentinel_user[0] ? "sentinel_user=" : "", u->sentinel_user,
+                     u->sentinel_user[0] ? "&" : "");
+        return;
+    }
     if (u->path[0] != '\0') {
         snprintf(buf, size, "unix:%s?db=%d%s%s%s", u->path, u->db,
                  u->user[0] ? "&user=" : "", u->user,

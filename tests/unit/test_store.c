@@ -1076,7 +1076,8 @@ START_TEST(test_auth_with_acl_user)
     freeReplyObject(r);
     r = mg_test_redis_do(&own, "ACL", "SETUSER", "guard", "+zremrangebyscore", "+zscore",
                          "+zcount", "+zcard", "+zscan", "+del", "+pexpire", "+expire",
-                         "+hincrby", "+hset", "+publish", "+xadd", "+xread", "+xrevrange", NULL);
+                         "+hincrby", "+hset", "+publish", "+xadd", "+xread", "+xrevrange",
+                         "+zmscore", "+wait", "+role", NULL);
     ck_assert_ptr_nonnull(r);
     ck_assert_int_eq(r->type, REDIS_REPLY_STATUS);
     freeReplyObject(r);
@@ -1095,8 +1096,9 @@ START_TEST(test_auth_with_acl_user)
         int64_t exp = 0;
 
         ck_assert_int_eq(mg_store_subscribe(sub), 0);
-        ck_assert_int_eq(mg_store_record_failure(st, "w", &b, at[0], NULL, &p, &res[0]), 0);
-        ck_assert_int_eq(mg_store_record_failures(st, "w", &p, 2, two, at, NULL, res, NULL), 0);
+        const char *ids[2] = { "acl-2", "acl-3" };
+        ck_assert_int_eq(mg_store_record_failure(st, "w", &b, at[0], "acl-1", &p, &res[0]), 0);
+        ck_assert_int_eq(mg_store_record_failures(st, "w", &p, 2, two, at, ids, res, NULL), 0);
         ck_assert_int_eq(res[0].banned, 1);
         ck_assert_int_eq(mg_store_next_event(sub, 1000, &ev), 1);
         ck_assert_int_eq(mg_store_is_banned(st, &b, 1700000000, &banned, &exp), 0);

@@ -237,6 +237,55 @@ START_TEST(test_redacted)
 }
 END_TEST
 
+START_TEST(test_sentinel_forms)
+{
+    char buf[1024];
+
+    ck_assert_int_eq(parse("redis-sentinel://s1,s2:26380,[::1]:26381/mymaster"), 0);
+    ck_assert_int_eq(u.nsentinels, 3);
+    ck_assert_str_eq(u.sentinel[0].host, "s1");
+    ck_assert_int_eq(u.sentinel[0].port, 26379);
+    ck_assert_str_eq(u.sentinel[1].host, "s2");
+    ck_assert_int_eq(u.sentinel[1].port, 26380);
+    ck_assert_str_eq(u.sentinel[2].host, "::1");
+    ck_assert_int_eq(u.sentinel[2].port, 26381);
+    ck_assert_str_eq(u.master, "mymaster");
+    ck_assert_int_eq(u.db, 0);
+    ck_assert_str_eq(u.host, "");
+    ck_assert_str_eq(u.sentinel_password, "");
+    /* the data nodes' credentials, a database, the sentinels' own */
+    ck_assert_int_eq(parse("redis-sentinel://guard:p%40ss@10.0.0.1:26379/main/3"
+                           "?sentinel_user=watch&sentinel_password=s3cr%26t"), 0);
+    ck_assert_str_eq(u.user, "guard");
+    ck_assert_str_eq(u.password, "p@ss");
+    ck_assert_str_eq(u.master, "main");
+    ck_assert_int_eq(u.db, 3);
+    ck_assert_str_eq(u.sentinel_user, "watch");
+    ck_assert_str_eq(u.sentinel_password, "s3cr&t");
+    mg_store_url_redacted(&u, buf, sizeof(buf));
+    ck_assert_str_eq(buf, "redis-sentinel://guard:***@10.0.0.1:26379/main/3"
+                          "?sentinel_user=watch&sentinel_password=***");
+    ck_assert_ptr_null(strstr(buf, "p@ss"));
+    ck_assert_ptr_null(strstr(buf, "s3cr"));
+    /* refusals */
+    ck_assert_int_eq(parse("redis-sentinel://s1:26379"), -1);
+    ck_assert_ptr_nonnull(strstr(why, "NAME"));
+    ck_assert_int_eq(parse("redis-sentinel:///main"), -1);
+    ck_assert_int_eq(parse("redis-sentinel://s1,,s2/main"), -1);
+    ck_assert_int_eq(parse("redis-sentinel://s1,/main"), -1);
+    ck_assert_int_eq(parse("redis-sentinel://s1:0/main"), -1);
+    ck_assert_int_eq(parse("redis-sentinel://s1/ma$ter"), -1);
+    ck_assert_int_eq(parse("redis-sentinel://s1/main/x"), -1);
+    ck_assert_int_eq(parse("redis-sentinel://s1/main?sentinel_password="), -1);
+    ck_assert_int_eq(parse("redis-sentinel://s1/main?sentinel_user=a"), -1);
+    ck_assert_int_eq(parse("redis-sentinel://s1/main?password=x"), -1);
+    ck_assert_int_eq(parse("redis-sentinel://a,b,c,d,e,f,g,h,i/main"), -1);
+    ck_assert_ptr_nonnull(strstr(why, "8"));
+    ck_assert_int_eq(parse("redis-sentinel://:hunter2@s1/main?sentinel_password=%zz"), -1);
+    ck_assert_ptr_null(strstr(why, "hunter2"));
+}
+END_TEST
+
 static Suite *store_url_suite(void)
 {
     Suite *s = suite_create("store_url");
@@ -252,6 +301,7 @@ static Suite *store_url_suite(void)
     tcase_add_test(tc, test_limits);
     tcase_add_test(tc, test_reasons_never_hold_the_password);
     tcase_add_test(tc, test_redacted);
+    tcase_add_test(tc, test_sentinel_forms);
     suite_add_tcase(s, tc);
     return s;
 }
