@@ -6,7 +6,7 @@
 set -eu
 
 pkgs="apache2 apache2-dev libapr1-dev libaprutil1-dev libpcre2-dev
-libhiredis-dev redis-server redis-tools redis-sentinel check pkg-config python3-pytest
+libhiredis-dev redis-server redis-tools redis-sentinel spiped check pkg-config python3-pytest
 curl libapache2-mod-php nftables iproute2 gcc make valgrind binutils
 roundcube roundcube-sqlite3 dovecot-imapd php8.2-fpm"
 if [ "${1:-}" = "--extra" ]; then

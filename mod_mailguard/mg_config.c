@@ -22,6 +22,7 @@
 
 #include "mod_mailguard.h"
 #include "mg_config.h"
+#include "mg_follow.h"
 
 /* The documented defaults, in one place (issue 3's table). */
 #define MG_DEF_ENGINE        0
@@ -129,6 +130,8 @@ void *mg_create_srv_conf(apr_pool_t *p, server_rec *s)
     c->prefix = NULL;
     c->table_size = -1;
     c->sync_interval = -1;
+    c->floor4 = -1;
+    c->floor6 = -1;
     return c;
 }
 
@@ -147,6 +150,8 @@ void *mg_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
     m->prefix = MG_PICKP(prefix);
     m->table_size = MG_PICK(table_size, -1);
     m->sync_interval = MG_PICK(sync_interval, -1);
+    m->floor4 = MG_PICK(floor4, -1);
+    m->floor6 = MG_PICK(floor6, -1);
     return m;
 }
 
@@ -229,6 +234,17 @@ apr_uint32_t mg_srv_table_size(const server_rec *s)
 {
     const mg_srv_conf_t *c = mg_srv(s);
     return (apr_uint32_t)(c->table_size > 0 ? c->table_size : MG_DEF_TABLE_SIZE);
+}
+
+void mg_srv_prefix_floor(const server_rec *s, unsigned *v4, unsigned *v6)
+{
+    const mg_srv_conf_t *c = ap_get_module_config(s->module_config, &mailguard_module);
+    mg_follow_cfg_t def;
+
+    /* the follower's own defaults: one rule for the module and the tap */
+    mg_follow_cfg_defaults(&def);
+    *v4 = c->floor4 > 0 ? (unsigned)c->floor4 : def.min_plen4;
+    *v6 = c->floor6 > 0 ? (unsigned)c->floor6 : def.min_plen6;
 }
 
 apr_int64_t mg_srv_sync_interval(const server_rec *s)
@@ -622,6 +638,36 @@ static const char *mg_set_table_size(cmd_parms *cmd, void *dv, const char *arg)
     return NULL;
 }
 
+static const char *mg_set_prefix_floor(cmd_parms *cmd, void *dv, const char *a4,
+                                       const char *a6)
+{
+    unsigned long v4, v6;
+    const char *why = NULL;
+    const char *err = mg_global_only(cmd);
+
+    (void)dv;
+    if (err) {
+        return err;
+    }
+    if (*a4 == '/') {
+        a4++;
+    }
+    if (*a6 == '/') {
+        a6++;
+    }
+    if (mg_parse_uint(a4, 1, 32, &v4, &why) != 0) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not an IPv4 prefix length from 1 to 32",
+                            cmd->cmd->name, a4);
+    }
+    if (mg_parse_uint(a6, 1, 128, &v6, &why) != 0) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not an IPv6 prefix length from 1 to 128",
+                            cmd->cmd->name, a6);
+    }
+    mg_srv_mut(cmd)->floor4 = (int)v4;
+    mg_srv_mut(cmd)->floor6 = (int)v6;
+    return NULL;
+}
+
 #define MG_DIRSCOPE (RSRC_CONF | ACCESS_CONF)
 
 const command_rec mg_cmds[] = {
@@ -661,6 +707,8 @@ const command_rec mg_cmds[] = {
     AP_INIT_TAKE1("MailGuardBanTableSize", mg_set_table_size, NULL, RSRC_CONF,
                   "Capacity of the shared-memory ban mirror (default 1048576)"),
     AP_INIT_TAKE1("MailGuardSyncInterval", mg_set_duration, (void *)(apr_uintptr_t)MG_DUR_SYNC, RSRC_CONF,
-                  "Full resync of the ban mirror from Redis (default 5s)"),
+                  "Check of the change log, twice per interval (default 5s)"),
+    AP_INIT_TAKE2("MailGuardPrefixFloor", mg_set_prefix_floor, NULL, RSRC_CONF,
+                  "V4 V6: the widest ban prefix taken from Redis (default 16 32)"),
     {NULL}
 };

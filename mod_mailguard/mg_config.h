@@ -60,6 +60,7 @@ typedef struct mg_srv_conf {
     const char *prefix;        /* NULL unset */
     int table_size;            /* -1 unset */
     apr_int64_t sync_interval; /* seconds, -1 unset */
+    int floor4, floor6;        /* widest prefix applied from Redis, -1 unset */
 } mg_srv_conf_t;
 
 extern const command_rec mg_cmds[];
@@ -97,5 +98,8 @@ const mg_store_url_t *mg_srv_redis_url(const server_rec *s);
 const char *mg_srv_key_prefix(const server_rec *s);
 apr_uint32_t mg_srv_table_size(const server_rec *s);
 apr_int64_t mg_srv_sync_interval(const server_rec *s);
+/* MailGuardPrefixFloor: the shortest IPv4 / IPv6 prefix (family-relative)
+ * a ban from Redis may have to be applied. */
+void mg_srv_prefix_floor(const server_rec *s, unsigned *v4, unsigned *v6);
 
 #endif

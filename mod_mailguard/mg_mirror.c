@@ -247,8 +247,8 @@ static void mg_mirror_note(void *baton, mg_follow_note_t what, const char *detai
         break;
     case MG_NOTE_REFUSED:
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, m->s,
-                     "MG0069: refused from Redis: %s; only bans of a host or a prefix of "
-                     "at least /16 (IPv4) or /32 (IPv6) are applied", detail);
+                     "MG0069: refused from Redis: %s; only bans of a host or a prefix "
+                     "within MailGuardPrefixFloor are applied", detail);
         break;
     case MG_NOTE_HAND_EDIT:
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, m->s,

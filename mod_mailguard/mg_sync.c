@@ -129,6 +129,7 @@ static void mg_sync_follow_cfg(server_rec *s, mg_follow_cfg_t *fc)
     fc->block_ms = MG_SYNC_WAIT_MS;
     fc->check_ms = (int)(mg_srv_sync_interval(s) * 1000 / 2);
     fc->retry_ms = (int)apr_time_as_msec(MG_SYNC_RETRY);
+    mg_srv_prefix_floor(s, &fc->min_plen4, &fc->min_plen6);
 }
 
 /* The job's loop; returns the sync process's exit status. */

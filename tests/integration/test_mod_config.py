@@ -10,6 +10,7 @@ GOOD_SERVER = """
 MailGuardRedis redis://:s3cret@127.0.0.1:6390/2
 MailGuardKeyPrefix site1:
 MailGuardBanTableSize 4096
+MailGuardPrefixFloor /8 24
 MailGuardIPv6Prefix 56
 MailGuardDenyStatus 429
 """
@@ -96,6 +97,11 @@ BAD = [
     ("MailGuardRedis", "location", "MailGuardRedis none"),
     ("MailGuardKeyPrefix", "vhost", "MailGuardKeyPrefix other:"),
     ("MailGuardBanTableSize", "vhost", "MailGuardBanTableSize 1024"),
+    ("MailGuardPrefixFloor", "server", "MailGuardPrefixFloor 0 32"),
+    ("MailGuardPrefixFloor", "server", "MailGuardPrefixFloor 16 129"),
+    ("MailGuardPrefixFloor", "server", "MailGuardPrefixFloor 16"),
+    ("MailGuardPrefixFloor", "server", "MailGuardPrefixFloor sixteen 32"),
+    ("MailGuardPrefixFloor", "vhost", "MailGuardPrefixFloor 16 32"),
     ("MailGuardBanTableSize", "server", "MailGuardBanTableSize 0"),
     ("MailGuardBanTableSize", "server", "MailGuardBanTableSize lots"),
     ("MailGuardSyncInterval", "vhost", "MailGuardSyncInterval 5s"),

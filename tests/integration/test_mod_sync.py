@@ -162,3 +162,18 @@ def test_two_servers_sharing_one_redis_enforce_each_others_bans(redis_server, ht
     assert time.monotonic() - t0 <= 1.2
     assert a.get("/static.txt", src=me).status == 403
     assert b.get("/static.txt", src="127.0.5.3").status == 200
+
+
+def test_bans_wider_than_the_prefix_floor_are_refused_and_the_floor_is_configurable(
+        redis_server, httpd_factory):
+    strict = server(httpd_factory, redis_server, name="floor-default")
+    wide = server(httpd_factory, redis_server, name="floor-8",
+                  server_conf="MailGuardPrefixFloor 8 32\n")
+    wait_ready(strict, redis_server)
+    wait_ready(wide, redis_server)
+    ban_from_elsewhere(redis_server, "198.18.0.0/15", now() + 3600)
+    ban_from_elsewhere(redis_server, "203.0.113.0/24", now() + 3600)
+    assert wait_for(lambda: status(strict, "203.0.113.77") == 403, within=SYNC + SLACK)
+    assert wait_for(lambda: status(wide, "198.19.1.1") == 403, within=SYNC + SLACK)
+    assert status(strict, "198.19.1.1") == 200         # /15 is wider than /16
+    assert len([l for l in open(strict.errlog) if "MG0069" in l]) == 1
