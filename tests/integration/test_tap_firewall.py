@@ -212,3 +212,20 @@ def test_ipfw_action_builds_the_table_the_rule_and_entries(build_dir, tmp_path, 
         assert t.stop() == 0
     finally:
         t.kill()
+
+
+def test_ipv4_and_ipv6_prefix_bans_both_survive_a_full_rebuild(nft_tap, uredis):
+    """Once, a ::/64 ban made the full rebuild skip IPv4 prefix bans (one
+    'covered' test across families).  Prefixes now live in one plain set
+    per family and length: nothing is skipped."""
+    expiry = time.time() + 600
+    for member in ("::/64", "2001:db8:5::/64", "198.51.100.0/24", "192.0.2.0/28"):
+        ban_from_elsewhere(uredis, member, expiry)
+    start_in_ns(nft_tap)          # the first thing it does: write the whole set
+    wait_for(lambda: "192.0.2.0 timeout" in nft_table(nft_tap.netns), 5, what="rebuild")
+    text = nft_table(nft_tap.netns)
+    assert "198.51.100.0 timeout" in text and "set v4_24 " in text
+    assert "192.0.2.0 timeout" in text and "set v4_28 " in text
+    assert "2001:db8:5:: timeout" in text and "set v6_64 " in text
+    assert ":: timeout" in text
+    assert nft_tap.stop() == 0
