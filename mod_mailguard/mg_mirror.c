@@ -32,7 +32,7 @@ APLOG_USE_MODULE(mailguard);
 #define MG_RESTORED_JAIL "restored"
 /* Bans written back per call of mg_mirror_write_back: one pipelined
  * round trip of ban scripts. */
-#define MG_WRITE_BACK 1024
+#define MG_WRITE_BACK 256
 
 struct mg_mirror {
     server_rec *s;
@@ -373,7 +373,7 @@ static int mg_mirror_send_failures(mg_mirror_t *m, mg_store_t *cmd)
 
 /* Bans made here while Redis was away, the failures waiting for it, then
  * the bans Redis lost. */
-int mg_mirror_write_back(mg_mirror_t *m, mg_store_t *cmd)
+int mg_mirror_write_back(mg_mirror_t *m, mg_store_t *cmd, int *wrote)
 {
     mg_localwin_t *lw = mg_shm_localwin();
     size_t n, done = 0;
@@ -387,18 +387,22 @@ int mg_mirror_write_back(mg_mirror_t *m, mg_store_t *cmd)
         }
         got = mg_localwin_pop_ban(lw, &pb);
         mg_shm_unlock(m->s);
-        if (got && pb.expiry > mg_now()
-            && mg_store_ban(cmd, &pb.key, pb.expiry, pb.jail) != 0) {
-            if (mg_shm_lock(m->s) == APR_SUCCESS) {
-                mg_localwin_queue_ban(lw, &pb.key, pb.expiry, pb.jail);
-                mg_shm_unlock(m->s);
+        if (got && pb.expiry > mg_now()) {
+            if (mg_store_ban(cmd, &pb.key, pb.expiry, pb.jail) != 0) {
+                if (mg_shm_lock(m->s) == APR_SUCCESS) {
+                    mg_localwin_queue_ban(lw, &pb.key, pb.expiry, pb.jail);
+                    mg_shm_unlock(m->s);
+                }
+                return -1;
             }
-            return -1;
+            *wrote = 1;
         }
         return 1;
     }
     if (mg_fqueue_count(mg_shm_fqueue()) > 0) {
-        return mg_mirror_send_failures(m, cmd);
+        int rc = mg_mirror_send_failures(m, cmd);
+        *wrote = rc >= 0;
+        return rc;
     }
     if (m->backat == m->nback) {
         return 0;
@@ -422,6 +426,7 @@ int mg_mirror_write_back(mg_mirror_t *m, mg_store_t *cmd)
         if (rc != 0) {
             return -1;
         }
+        *wrote = 1;
     }
     if (m->backat == m->nback) {
         m->backat = m->nback = 0;

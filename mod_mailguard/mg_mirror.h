@@ -27,9 +27,9 @@ extern const mg_follow_ops_t mg_mirror_ops;
  * mirror kept when Redis lost its data.  Writes one bounded piece per call
  * (pipelined), so the follower keeps applying changes between pieces.  1
  * when there is more to write, 0 when done, -1 on a Redis error (the rest
- * stays queued).
+ * stays queued); *wrote is set when Redis took a write.
  */
-int mg_mirror_write_back(mg_mirror_t *m, mg_store_t *cmd);
+int mg_mirror_write_back(mg_mirror_t *m, mg_store_t *cmd, int *wrote);
 
 /* After a step: counters, the position kept for the next sync process,
  * and the bans Redis holds that the table could not take (logged once;

@@ -175,10 +175,21 @@ static int mg_sync_run(server_rec *s)
          * elsewhere keep arriving meanwhile. */
         more = 0;
         if (up && apr_time_now() >= next_write) {
-            more = mg_mirror_write_back(mir, cmd);
+            int wrote = 0;
+
+            more = mg_mirror_write_back(mir, cmd, &wrote);
+            /* Writing is the breaker's best probe: Redis can answer reads
+             * (the follower is fine) and still refuse writes (maxmemory). */
             if (more < 0) {
+                if (mg_store_error_kind(cmd) == MG_STORE_EREFUSED
+                    || mg_store_error_kind(cmd) == MG_STORE_EDOWN) {
+                    mg_breaker_report(s, 0, mg_store_error(cmd));
+                }
                 more = 0;
                 next_write = apr_time_now() + MG_SYNC_RETRY;
+            }
+            else if (wrote) {
+                mg_breaker_report(s, 1, NULL);
             }
         }
     }
