@@ -28,9 +28,12 @@ MOD_OBJ  := $(patsubst %.c,$(B)/obj/%.o,$(MOD_SRC))
 TAP_OBJ  := $(patsubst %.c,$(B)/obj/%.o,$(TAP_SRC))
 UNIT_BIN := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
 
-PYTEST   ?= /usr/bin/python3 -m pytest
+PYTHON   ?= /usr/bin/python3
+PYTEST   ?= $(PYTHON) -m pytest
+DOCS_SRC := $(wildcard build/docs/*.ini build/docs/*.in) build/docs/gendocs.py dbmail_tap/tap_cmd.h
 
-.PHONY: all deps test unit integration asan-test demo bench fuzz install uninstall clean format
+.PHONY: all deps test unit integration asan-test demo bench fuzz install uninstall clean format \
+        docs man
 .DELETE_ON_ERROR:
 
 all: $(B)/mod_mailguard.so $(B)/dbmail_tap
@@ -130,10 +133,22 @@ install: all
 uninstall:
 	sh build/install.sh uninstall $(B)
 
+# ---- documentation: the configuration tables are written once, in
+# build/docs/*.ini; README.md's tables and the man pages are generated ----
+docs:
+	$(PYTHON) build/docs/gendocs.py readme
+	$(PYTHON) build/docs/gendocs.py man $(B)/man
+	$(PYTHON) build/docs/gendocs.py check
+
+man: $(B)/man/dbmail_tap.8 $(B)/man/mailguard.conf.5
+
+$(B)/man/dbmail_tap.8 $(B)/man/mailguard.conf.5 &: $(DOCS_SRC)
+	$(PYTHON) build/docs/gendocs.py man $(B)/man
+
 format:
 	clang-format -i $(CORE_SRC) $(MOD_SRC) $(wildcard dbmail_tap/*.c) \
 	    $(wildcard mod_mailguard/*.h mod_mailguard/core/*.h dbmail_tap/*.h)
 
 clean:
-	rm -rf build/asan build/obj build/gen build/tests build/fuzz \
+	rm -rf build/asan build/obj build/gen build/tests build/fuzz build/man \
 	    build/*.a build/mod_mailguard.so build/dbmail_tap
