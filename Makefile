@@ -127,7 +127,7 @@ fuzz:
 	sh build/deps.sh --extra
 	sh tests/fuzz/run.sh
 
-install: all
+install: all man
 	sh build/install.sh install $(B)
 
 uninstall:
