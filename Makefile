@@ -1,6 +1,7 @@
 # mod_mailguard and dbmail_tap.  `make` builds build/mod_mailguard.so and
 # build/dbmail_tap; `make test` installs missing Debian packages (as root),
-# builds and runs every test.  See README.md.
+# builds and runs every test; `make deb` builds the Debian packages into
+# build/deb/.  See README.md.
 
 include apxs.mk
 
@@ -8,12 +9,16 @@ B        ?= build
 SANITIZE ?=
 CC       ?= cc
 OPT      ?= -O2
+# EXTRA_CFLAGS / EXTRA_LDFLAGS: flags a packager adds (the Debian build
+# passes dpkg-buildflags' hardening flags through them).
+EXTRA_CFLAGS  ?=
+EXTRA_LDFLAGS ?=
 WARN     := -Wall -Wextra -Werror -Wshadow -Wconversion -Wno-sign-conversion \
             -Wstrict-prototypes -Wmissing-prototypes -Wformat=2
 BASE_CFLAGS := -std=gnu11 -g $(OPT) -fPIC -D_GNU_SOURCE $(WARN) $(SANITIZE) \
                -fno-strict-aliasing -I mod_mailguard/core -I $(B)/gen \
-               $(HIREDIS_CFLAGS) $(PCRE2_CFLAGS)
-LDFLAGS_ALL := $(SANITIZE)
+               $(HIREDIS_CFLAGS) $(PCRE2_CFLAGS) $(EXTRA_CFLAGS)
+LDFLAGS_ALL := $(SANITIZE) $(EXTRA_LDFLAGS)
 LIBS     := $(HIREDIS_LIBS) $(PCRE2_LIBS) -lpthread -lm
 
 CORE_SRC := $(sort $(wildcard mod_mailguard/core/*.c))
@@ -33,7 +38,7 @@ PYTEST   ?= $(PYTHON) -m pytest
 DOCS_SRC := $(wildcard build/docs/*.ini build/docs/*.in) build/docs/gendocs.py dbmail_tap/tap_cmd.h
 
 .PHONY: all deps test unit integration asan-test demo bench fuzz install uninstall clean format \
-        docs man
+        docs man deb
 .DELETE_ON_ERROR:
 
 all: $(B)/mod_mailguard.so $(B)/dbmail_tap
@@ -145,10 +150,16 @@ man: $(B)/man/dbmail_tap.8 $(B)/man/mailguard.conf.5
 $(B)/man/dbmail_tap.8 $(B)/man/mailguard.conf.5 &: $(DOCS_SRC)
 	$(PYTHON) build/docs/gendocs.py man $(B)/man
 
+# ---- Debian packages (files in build/debian/, copied into a temporary
+# tree: the repository keeps no debian/ at its top) ----
+deb:
+	sh build/deps.sh --package
+	sh build/deb.sh
+
 format:
 	clang-format -i $(CORE_SRC) $(MOD_SRC) $(wildcard dbmail_tap/*.c) \
 	    $(wildcard mod_mailguard/*.h mod_mailguard/core/*.h dbmail_tap/*.h)
 
 clean:
 	rm -rf build/asan build/obj build/gen build/tests build/fuzz build/man \
-	    build/*.a build/mod_mailguard.so build/dbmail_tap
+	    build/deb build/deb-tree build/*.a build/mod_mailguard.so build/dbmail_tap

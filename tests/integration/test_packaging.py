@@ -1,6 +1,9 @@
-"""The systemd unit, checked without installing anything: the template
-filled in by `make install` (into a staging directory), its hardening as
-systemd reads it, and the firewall drop-in."""
+"""What both installs share, checked without installing anything: the
+systemd unit template filled in by `make install` (into a staging
+directory) and by the Debian package, its hardening as systemd reads it,
+the firewall drop-in, and the packaging files' agreement with the code.
+The packages themselves are installed and purged by tests/package/
+(`make package-test`, as root)."""
 import os
 import re
 import shutil
@@ -127,3 +130,20 @@ def test_the_example_configuration_needs_no_capability_the_unit_lacks():
         text = f.read()
     assert re.search(r"^banaction = none$", text, re.M)
     assert "/usr/share/dbmail-tap/firewall.conf" in text
+
+
+def test_the_debian_changelog_names_the_programs_version(build_dir):
+    with open(os.path.join(ROOT, "build", "debian", "changelog"), encoding="utf-8") as f:
+        first = f.readline()
+    m = re.match(r"^mod-mailguard \(([^)]+)\) ", first)
+    assert m, first
+    assert m.group(1) == tap_version()
+    r = subprocess.run([os.path.join(build_dir, "dbmail_tap"), "--version"],
+                       capture_output=True, text=True, timeout=10)
+    assert r.stdout.strip() == "dbmail_tap " + m.group(1)
+
+
+def test_the_top_level_has_no_debian_directory():
+    # The packaging files live in build/debian/; make deb copies them.
+    assert not os.path.exists(os.path.join(ROOT, "debian"))
+    assert os.path.isfile(os.path.join(ROOT, "build", "debian", "control"))
