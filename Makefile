@@ -1,7 +1,7 @@
 # mod_mailguard and dbmail_tap.  `make` builds build/mod_mailguard.so and
 # build/dbmail_tap; `make test` installs missing Debian packages (as root),
 # builds and runs every test; `make deb` builds the Debian packages into
-# build/deb/.  See README.md.
+# build/deb/ and `make package-test` installs and removes them.  See README.md.
 
 include apxs.mk
 
@@ -38,7 +38,7 @@ PYTEST   ?= $(PYTHON) -m pytest
 DOCS_SRC := $(wildcard build/docs/*.ini build/docs/*.in) build/docs/gendocs.py dbmail_tap/tap_cmd.h
 
 .PHONY: all deps test unit integration asan-test demo bench fuzz install uninstall clean format \
-        docs man deb
+        docs man deb package-test
 .DELETE_ON_ERROR:
 
 all: $(B)/mod_mailguard.so $(B)/dbmail_tap
@@ -155,6 +155,15 @@ $(B)/man/dbmail_tap.8 $(B)/man/mailguard.conf.5 &: $(DOCS_SRC)
 deb:
 	sh build/deps.sh --package
 	sh build/deb.sh
+
+# Installs the packages on this machine, checks them and purges them:
+# root only (CI); skipped with a message otherwise.
+package-test:
+	@if [ "$$(id -u)" -ne 0 ]; then \
+	    echo "package-test: SKIPPED: it installs and purges packages system-wide; run it as root"; \
+	else \
+	    $(MAKE) deb && $(PYTEST) -q -p no:cacheprovider tests/package; \
+	fi
 
 format:
 	clang-format -i $(CORE_SRC) $(MOD_SRC) $(wildcard dbmail_tap/*.c) \
