@@ -1,6 +1,7 @@
 # mod_mailguard and dbmail_tap.  `make` builds build/mod_mailguard.so and
 # build/dbmail_tap; `make test` installs missing Debian packages (as root),
-# builds and runs every test.  See README.md.
+# builds and runs every test; `make deb` builds the Debian packages into
+# build/deb/ and `make package-test` installs and removes them.  See README.md.
 
 include apxs.mk
 
@@ -8,12 +9,16 @@ B        ?= build
 SANITIZE ?=
 CC       ?= cc
 OPT      ?= -O2
+# EXTRA_CFLAGS / EXTRA_LDFLAGS: flags a packager adds (the Debian build
+# passes dpkg-buildflags' hardening flags through them).
+EXTRA_CFLAGS  ?=
+EXTRA_LDFLAGS ?=
 WARN     := -Wall -Wextra -Werror -Wshadow -Wconversion -Wno-sign-conversion \
             -Wstrict-prototypes -Wmissing-prototypes -Wformat=2
 BASE_CFLAGS := -std=gnu11 -g $(OPT) -fPIC -D_GNU_SOURCE $(WARN) $(SANITIZE) \
                -fno-strict-aliasing -I mod_mailguard/core -I $(B)/gen \
-               $(HIREDIS_CFLAGS) $(PCRE2_CFLAGS)
-LDFLAGS_ALL := $(SANITIZE)
+               $(HIREDIS_CFLAGS) $(PCRE2_CFLAGS) $(EXTRA_CFLAGS)
+LDFLAGS_ALL := $(SANITIZE) $(EXTRA_LDFLAGS)
 LIBS     := $(HIREDIS_LIBS) $(PCRE2_LIBS) -lpthread -lm
 
 CORE_SRC := $(sort $(wildcard mod_mailguard/core/*.c))
@@ -28,9 +33,12 @@ MOD_OBJ  := $(patsubst %.c,$(B)/obj/%.o,$(MOD_SRC))
 TAP_OBJ  := $(patsubst %.c,$(B)/obj/%.o,$(TAP_SRC))
 UNIT_BIN := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
 
-PYTEST   ?= /usr/bin/python3 -m pytest
+PYTHON   ?= /usr/bin/python3
+PYTEST   ?= $(PYTHON) -m pytest
+DOCS_SRC := $(wildcard build/docs/*.ini build/docs/*.in) build/docs/gendocs.py dbmail_tap/tap_cmd.h
 
-.PHONY: all deps test unit integration asan-test demo bench fuzz install uninstall clean format
+.PHONY: all deps test unit integration asan-test demo bench fuzz install uninstall clean format \
+        docs man deb package-test
 .DELETE_ON_ERROR:
 
 all: $(B)/mod_mailguard.so $(B)/dbmail_tap
@@ -124,16 +132,43 @@ fuzz:
 	sh build/deps.sh --extra
 	sh tests/fuzz/run.sh
 
-install: all
+install: all man
 	sh build/install.sh install $(B)
 
 uninstall:
 	sh build/install.sh uninstall $(B)
+
+# ---- documentation: the configuration tables are written once, in
+# build/docs/*.ini; README.md's tables and the man pages are generated ----
+docs:
+	$(PYTHON) build/docs/gendocs.py readme
+	$(PYTHON) build/docs/gendocs.py man $(B)/man
+	$(PYTHON) build/docs/gendocs.py check
+
+man: $(B)/man/dbmail_tap.8 $(B)/man/mailguard.conf.5
+
+$(B)/man/dbmail_tap.8 $(B)/man/mailguard.conf.5 &: $(DOCS_SRC)
+	$(PYTHON) build/docs/gendocs.py man $(B)/man
+
+# ---- Debian packages (files in build/debian/, copied into a temporary
+# tree: the repository keeps no debian/ at its top) ----
+deb:
+	sh build/deps.sh --package
+	sh build/deb.sh
+
+# Installs the packages on this machine, checks them and purges them:
+# root only (CI); skipped with a message otherwise.
+package-test:
+	@if [ "$$(id -u)" -ne 0 ]; then \
+	    echo "package-test: SKIPPED: it installs and purges packages system-wide; run it as root"; \
+	else \
+	    $(MAKE) deb && $(PYTEST) -q -p no:cacheprovider tests/package; \
+	fi
 
 format:
 	clang-format -i $(CORE_SRC) $(MOD_SRC) $(wildcard dbmail_tap/*.c) \
 	    $(wildcard mod_mailguard/*.h mod_mailguard/core/*.h dbmail_tap/*.h)
 
 clean:
-	rm -rf build/asan build/obj build/gen build/tests build/fuzz \
-	    build/*.a build/mod_mailguard.so build/dbmail_tap
+	rm -rf build/asan build/obj build/gen build/tests build/fuzz build/man \
+	    build/deb build/deb-tree build/*.a build/mod_mailguard.so build/dbmail_tap

@@ -9,10 +9,18 @@ pkgs="apache2 apache2-dev libapr1-dev libaprutil1-dev libpcre2-dev
 libhiredis-dev redis-server redis-tools redis-sentinel spiped check pkg-config python3-pytest
 curl libapache2-mod-php nftables iproute2 gcc make valgrind binutils
 roundcube roundcube-sqlite3 dovecot-imapd php8.2-fpm"
-if [ "${1:-}" = "--extra" ]; then
+case "${1:-}" in
+--extra)
     # Benchmarks and fuzzing only: not needed by `make test`.
     pkgs="$pkgs wrk clang libclang-rt-14-dev fail2ban"
-fi
+    ;;
+--package)
+    # `make deb` / `make package-test` only.  dh_apache2 (the virtual
+    # dh-apache2) comes with apache2-dev, above; systemd brings
+    # systemd-analyze, which checks the unit.
+    pkgs="$pkgs debhelper dpkg-dev lintian systemd"
+    ;;
+esac
 
 missing=""
 for p in $pkgs; do

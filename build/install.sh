@@ -1,6 +1,8 @@
 #!/bin/sh
 # make install / make uninstall.  Installs the module with apxs, the
-# Debian-style a2enmod files, dbmail_tap, its systemd unit, an example
+# Debian-style a2enmod files, dbmail_tap, its systemd unit (ExecStart
+# pointing at the dbmail_tap installed here) and the unit's firewall
+# drop-in, the man pages when `make man` built them, an example
 # configuration (never overwriting an existing one) and the webmail
 # plugins: a copy of both under $DATADIR, the Roundcube plugin where
 # Debian's Roundcube loads plugins from (its INSTALL_PATH is
@@ -23,6 +25,8 @@ sbin=${SBINDIR:-/usr/local/sbin}
 unitdir=${UNITDIR:-/etc/systemd/system}
 confdir=${CONFDIR:-/etc/mailguard}
 datadir=${DATADIR:-/usr/local/share/mod_mailguard}
+tapdatadir=${TAPDATADIR:-/usr/local/share/dbmail-tap}
+mandir=${MANDIR:-/usr/local/share/man}
 rcplugins=${ROUNDCUBE_PLUGINS:-/var/lib/roundcube/plugins}
 sqmdir=${SQUIRRELMAIL_DIR:-}
 webmail=$(cd "$here/../mod_mailguard/webmail" && pwd)
@@ -49,7 +53,15 @@ install)
         install -D -m 644 "$here/packaging/mailguard.conf" "$D$mods/mailguard.conf"
     fi
     install -D -m 755 "$b/dbmail_tap" "$D$sbin/dbmail_tap"
-    install -D -m 644 "$here/packaging/dbmail_tap.service" "$D$unitdir/dbmail_tap.service"
+    mkdir -p "$D$unitdir"
+    sed -e "s|@SBINDIR@|$sbin|g" -e "s|@CONFDIR@|$confdir|g" \
+        "$here/packaging/dbmail-tap.service" >"$D$unitdir/dbmail-tap.service"
+    chmod 644 "$D$unitdir/dbmail-tap.service"
+    install -D -m 644 "$here/packaging/dbmail-tap-firewall.conf" "$D$tapdatadir/firewall.conf"
+    for m in "$b/man/dbmail_tap.8" "$b/man/mailguard.conf.5"; do
+        [ -f "$m" ] || continue
+        install -D -m 644 "$m" "$D$mandir/man${m##*.}/${m##*/}"
+    done
     if [ ! -e "$D$confdir/dbmail_tap.conf" ]; then
         install -D -m 640 "$here/packaging/dbmail_tap.conf" "$D$confdir/dbmail_tap.conf"
     fi
@@ -67,10 +79,15 @@ install)
         echo "  $sqmdir/config/config_local.php: \$plugins[] = 'mailguard';"
     fi
     echo "installed; enable with: a2enmod mailguard && systemctl reload apache2"
+    echo "  and: systemctl daemon-reload && systemctl enable --now dbmail-tap"
     ;;
 uninstall)
+    # dbmail_tap.service: the unit's name before it was dbmail-tap.service.
     rm -f "$D$libexec/mod_mailguard.so" "$D$mods/mailguard.load" "$D$mods/mailguard.conf" \
-          "$D$sbin/dbmail_tap" "$D$unitdir/dbmail_tap.service"
+          "$D$sbin/dbmail_tap" "$D$unitdir/dbmail-tap.service" "$D$unitdir/dbmail_tap.service" \
+          "$D$tapdatadir/firewall.conf" "$D$mandir/man8/dbmail_tap.8" \
+          "$D$mandir/man5/mailguard.conf.5"
+    rmdir "$D$tapdatadir" 2>/dev/null || true
     rm -f "$D$sysconf/mods-enabled/mailguard.load" "$D$sysconf/mods-enabled/mailguard.conf"
     rm -rf "$D$datadir/webmail" "$D$rcplugins/mailguard"
     [ -z "$sqmdir" ] || rm -rf "$D$sqmdir/plugins/mailguard"

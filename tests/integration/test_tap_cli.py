@@ -197,11 +197,12 @@ def test_the_shipped_example_config_is_valid(tap, tmp_path):
 
 def test_the_systemd_unit_runs_the_daemon_in_the_foreground(tap):
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    unit = open(os.path.join(root, "build", "packaging", "dbmail_tap.service")).read()
+    unit = open(os.path.join(root, "build", "packaging", "dbmail-tap.service")).read()
     lines = set(l.strip() for l in unit.splitlines())
     assert "Type=simple" in lines
-    assert ("ExecStart=/usr/local/sbin/dbmail_tap run -c /etc/mailguard/dbmail_tap.conf"
-            in lines)
+    # A template: make install fills in /usr/local/sbin, the package
+    # /usr/sbin (test_packaging.py checks both).
+    assert "ExecStart=@SBINDIR@/dbmail_tap run -c @CONFDIR@/dbmail_tap.conf" in lines
     assert "ExecReload=/bin/kill -HUP $MAINPID" in lines
     assert "NoNewPrivileges=yes" in lines and "ProtectSystem=strict" in lines
     assert "StateDirectory=dbmail_tap" in lines   # the default statefile's directory
