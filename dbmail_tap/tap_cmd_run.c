@@ -310,11 +310,12 @@ static void stop_threads(run_t *r)
 {
     atomic_store(&r->stop, 1);
     tap_queue_shutdown(r->q);
-    tap_writer_join(r->writer);
-    r->writer = NULL;
+    tap_writer_wait(r->writer);
     tap_keeper_join(r->keeper);
     r->keeper = NULL;
     tap_resume_save(&r->resume, tap_reader_follow(r->rd), r->q, 1);
+    tap_writer_free(r->writer);
+    r->writer = NULL;
 }
 
 static void teardown(run_t *r)

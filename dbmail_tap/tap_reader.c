@@ -37,9 +37,19 @@ typedef struct block {
     uint8_t jail;           /* the jail scanning it now */
 } block_t;
 
+/* One jail's counts.  Kept by the scanners and on_match() as plain
+ * additions in this thread (the scanners add a block's count of lines at
+ * once): the hot loop pays no atomic operation.  Others see them through
+ * tap_reader_jail_counts(), called in this thread too. */
+typedef struct jail_stats {
+    tap_scan_stats_t scan;              /* lines, failures, ignored */
+    uint64_t ignoreip;                  /* failures whose address is in ignoreip */
+} jail_stats_t;
+
 struct tap_reader {
     const tap_jail_t *const *jails;     /* index = tap_failure_t.jail */
     size_t njails;
+    jail_stats_t *jst;                  /* per jail */
     file_jails_t *files;                /* index = the follower's file index */
     unsigned nfiles;
     tap_follow_t *fol;
@@ -49,7 +59,7 @@ struct tap_reader {
     tap_failure_t *pend;
     size_t npend, cappend;
     int overflowing;                    /* MG0623 logged for this backlog */
-    uint64_t lines, failures, ignored_ip;
+    uint64_t lines, failures;
 };
 
 /* ---- one block ---- */
@@ -66,7 +76,7 @@ static int on_match(void *baton, tap_outcome_t outcome, const mg_addr_t *addr,
         return 0;
     }
     if (mg_cidrset_contains(j->ignoreip, addr)) {
-        r->ignored_ip++;
+        r->jst[r->cur.jail].ignoreip++;
         return 0;
     }
     if (r->npend == r->cappend) {
@@ -123,7 +133,7 @@ static void on_lines(void *baton, unsigned file, uint32_t gen, const char *buf, 
 {
     tap_reader_t *r = baton;
     file_jails_t *fj = &r->files[file];
-    tap_scan_stats_t st = { 0, 0, 0, 0 };
+    uint64_t lines_before = fj->n > 0 ? r->jst[fj->jails[0]].scan.lines : 0;
 
     r->cur.file = file;
     r->cur.gen = gen;
@@ -137,14 +147,16 @@ static void on_lines(void *baton, unsigned file, uint32_t gen, const char *buf, 
         memset(fj->streams, 0, fj->n * sizeof(*fj->streams));
         fj->gen = gen;
     }
-    /* Each jail's scan counts the block's lines; the first one's count
-     * is the daemon's line total. */
+    /* Each jail's scan counts the block's lines into that jail's counts;
+     * the first one's count is also the daemon's line total. */
     for (size_t i = 0; i < fj->n; i++) {
         r->cur.jail = fj->jails[i];
         tap_scan_block_stream(r->jails[fj->jails[i]]->matcher, &fj->streams[i], buf, len, 0,
-                              on_match, r, i == 0 ? &st : NULL);
+                              on_match, r, &r->jst[fj->jails[i]].scan);
     }
-    r->lines += st.lines;
+    if (fj->n > 0) {
+        r->lines += r->jst[fj->jails[0]].scan.lines - lines_before;
+    }
     if (r->npend > 0) {
         queue_pending(r, fj->n);
     }
@@ -235,8 +247,11 @@ tap_reader_t *tap_reader_new(const tap_jail_t *const *jails, size_t njails, tap_
     r->jails = jails;
     r->njails = njails;
     r->q = q;
+    r->jst = calloc(njails ? njails : 1, sizeof(*r->jst));
     r->fol = tap_follow_new(on_lines, r, use_inotify);
-    if (r->fol == NULL) {
+    if (r->jst == NULL || r->fol == NULL) {
+        tap_follow_free(r->fol);
+        free(r->jst);
         free(r);
         return NULL;
     }
@@ -255,6 +270,7 @@ void tap_reader_free(tap_reader_t *r)
     }
     free(r->files);
     free(r->pend);
+    free(r->jst);
     free(r);
 }
 
@@ -272,9 +288,25 @@ void tap_reader_totals(const tap_reader_t *r, tap_reader_totals_t *out)
 {
     out->lines = r->lines;
     out->failures = r->failures;
-    out->ignored_ip = r->ignored_ip;
+    out->ignored_ip = 0;
     out->suspicious = 0;
     for (size_t j = 0; j < r->njails; j++) {
+        out->ignored_ip += r->jst[j].ignoreip;
         out->suspicious += tap_matcher_suspicious(r->jails[j]->matcher);
     }
+}
+
+void tap_reader_jail_counts(const tap_reader_t *r, size_t jail, tap_reader_jail_t *out)
+{
+    const jail_stats_t *js = &r->jst[jail];
+    uint64_t judged;
+
+    out->lines = js->scan.lines;
+    out->matched = js->scan.failures;
+    out->ignored = js->scan.ignored;
+    out->suspicious = tap_matcher_suspicious(r->jails[jail]->matcher);
+    out->ignoreip = js->ignoreip;
+    /* every line is exactly one of the four outcomes (tap_outcome.h) */
+    judged = out->matched + out->ignored + out->suspicious;
+    out->missed = out->lines > judged ? out->lines - judged : 0;
 }

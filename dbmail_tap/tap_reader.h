@@ -52,4 +52,19 @@ typedef struct tap_reader_totals {
 
 void tap_reader_totals(const tap_reader_t *r, tap_reader_totals_t *out);
 
+/* One jail's lines since the start, by outcome (tap_outcome.h): lines of
+ * its files; matched (a failure with an address, ignoreip ones included),
+ * ignored, suspicious, missed (the rest); and the matched ones not
+ * counted because the address is in ignoreip. */
+typedef struct tap_reader_jail {
+    uint64_t lines;
+    uint64_t matched;
+    uint64_t ignored;
+    uint64_t suspicious;
+    uint64_t missed;
+    uint64_t ignoreip;
+} tap_reader_jail_t;
+
+void tap_reader_jail_counts(const tap_reader_t *r, size_t jail, tap_reader_jail_t *out);
+
 #endif

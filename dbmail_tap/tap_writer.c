@@ -80,6 +80,12 @@ struct tap_writer {
     size_t sent_len, sent_cap;
     int down;                       /* MG0620 said, MG0622 not yet */
     int backoff;                    /* ms before the next try after a failure */
+    /* For other threads (the metrics file): added once per store call
+     * and per round, never per failure. */
+    _Atomic uint64_t *stored;       /* per jail: failures Redis took */
+    _Atomic uint64_t *bans;         /* per jail: bans they made */
+    atomic_int redis_up;            /* 0 after a failed round, until one works */
+    _Atomic uint64_t failed_rounds;
 };
 
 /* ---- buffers ---- */
@@ -241,6 +247,7 @@ static int round_store(tap_writer_t *w, wbuf_t *b, size_t n)
         uint8_t jail = b->batch[i].jail;
         const tap_jail_t *j = w->jails[jail];
         size_t k, done = 0;
+        uint64_t stored = 0, banned = 0;
         int failed;
 
         if (b->sent[i]) {
@@ -257,10 +264,14 @@ static int round_store(tap_writer_t *w, wbuf_t *b, size_t n)
                 continue;
             }
             b->sent[b->idx[m]] = 1;
+            stored++;
             if (b->res[m].banned) {
+                banned++;
                 log_ban(j, &b->keys[m], &b->res[m]);
             }
         }
+        atomic_fetch_add_explicit(&w->stored[jail], stored, memory_order_relaxed);
+        atomic_fetch_add_explicit(&w->bans[jail], banned, memory_order_relaxed);
         if (failed) {
             return -1;
         }
@@ -303,7 +314,9 @@ static size_t round_settle(tap_writer_t *w, const wbuf_t *b, size_t n, uint64_t 
  * writer should stop now. */
 static int after_round(tap_writer_t *w, int failed, int stopping, int64_t flush_deadline)
 {
+    atomic_store_explicit(&w->redis_up, !failed, memory_order_relaxed);
     if (failed) {
+        atomic_fetch_add_explicit(&w->failed_rounds, 1, memory_order_relaxed);
         if (!w->down) {
             tap_error("MG0620: Redis unavailable (%s): failures are queued until it returns",
                       mg_store_error(w->st));
@@ -367,11 +380,16 @@ static void *writer_main(void *arg)
 
 /* ---- life cycle ---- */
 
-static void writer_free(tap_writer_t *w)
+void tap_writer_free(tap_writer_t *w)
 {
+    if (w == NULL) {
+        return;
+    }
     mg_store_free(w->st);
     free(w->small_mem);
     free(w->sent_prev);
+    free((void *)w->stored);
+    free((void *)w->bans);
     free(w);
 }
 
@@ -390,28 +408,47 @@ tap_writer_t *tap_writer_start(const mg_store_cfg_t *store, tap_queue_t *q,
     w->q = q;
     w->stop = stop;
     w->backoff = TAP_BACKOFF_MIN_MS;
+    atomic_init(&w->redis_up, 1);
+    atomic_init(&w->failed_rounds, 0);
     scfg.command_timeout_ms = TAP_WRITER_TIMEOUT_MS;
     w->st = mg_store_new(&scfg);
     w->small_mem = malloc(wbuf_bytes(TAP_BATCH_SMALL));
-    if (w->st == NULL || w->small_mem == NULL) {
+    /* calloc: a zero-filled atomic integer is a valid zero */
+    w->stored = calloc(njails ? njails : 1, sizeof(*w->stored));
+    w->bans = calloc(njails ? njails : 1, sizeof(*w->bans));
+    if (w->st == NULL || w->small_mem == NULL || w->stored == NULL || w->bans == NULL) {
         tap_error("MG0604: out of memory starting the Redis writer");
-        writer_free(w);
+        tap_writer_free(w);
         return NULL;
     }
     wbuf_carve(&w->small, w->small_mem, TAP_BATCH_SMALL);
     if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
         tap_error("MG0608: cannot start the Redis writer");
-        writer_free(w);
+        tap_writer_free(w);
         return NULL;
     }
     return w;
 }
 
-void tap_writer_join(tap_writer_t *w)
+void tap_writer_wait(tap_writer_t *w)
 {
-    if (w == NULL) {
-        return;
+    if (w != NULL) {
+        pthread_join(w->thread, NULL);
     }
-    pthread_join(w->thread, NULL);
-    writer_free(w);
+}
+
+void tap_writer_counts(const tap_writer_t *w, size_t jail, uint64_t *stored, uint64_t *bans)
+{
+    *stored = atomic_load_explicit(&w->stored[jail], memory_order_relaxed);
+    *bans = atomic_load_explicit(&w->bans[jail], memory_order_relaxed);
+}
+
+int tap_writer_redis_up(const tap_writer_t *w)
+{
+    return atomic_load_explicit(&w->redis_up, memory_order_relaxed);
+}
+
+uint64_t tap_writer_failed_rounds(const tap_writer_t *w)
+{
+    return atomic_load_explicit(&w->failed_rounds, memory_order_relaxed);
 }

@@ -20,6 +20,7 @@
 
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 #include "mg_store.h"
 #include "tap_config.h"
 #include "tap_queue.h"
@@ -37,7 +38,19 @@ typedef struct tap_writer tap_writer_t;
 tap_writer_t *tap_writer_start(const mg_store_cfg_t *store, tap_queue_t *q,
                                const tap_jail_t *const *jails, size_t njails, atomic_int *stop);
 
-/* Wait for the thread to end and free it. */
-void tap_writer_join(tap_writer_t *w);
+/* Wait for the thread to end (after *stop and tap_queue_shutdown()); the
+ * counts below stay readable until tap_writer_free(). */
+void tap_writer_wait(tap_writer_t *w);
+void tap_writer_free(tap_writer_t *w);
+
+/* For any thread, while the writer exists.  Per jail: failures Redis took
+ * and the bans they made (each failure counted once, even when a round
+ * that failed part way is sent again). */
+void tap_writer_counts(const tap_writer_t *w, size_t jail, uint64_t *stored, uint64_t *bans);
+/* 1 unless the last round failed (also 1 before the first round: the
+ * connection opens on first use). */
+int tap_writer_redis_up(const tap_writer_t *w);
+/* Rounds that failed (Redis unreachable, slow or answering errors). */
+uint64_t tap_writer_failed_rounds(const tap_writer_t *w);
 
 #endif
