@@ -13,7 +13,9 @@
  *     follows the shared ban set's change log, so bans made anywhere (the
  *     webmail module's included) reach the firewall within a round trip.
  * The queue (tap_queue.h) is all the reader and the writer share; the
- * keeper shares nothing but the stop flag.
+ * keeper shares nothing but the stop flag.  The reader also writes the
+ * metrics file (tap_metrics.h) from its own counts and what the writer and
+ * the keeper publish through their accessors.
  *
  * Signals are taken by the reader through a signalfd: SIGTERM/SIGINT stop
  * reading, let the writer flush what Redis will take, save the state and
@@ -30,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "mg_store.h"
@@ -38,6 +41,7 @@
 #include "tap_config.h"
 #include "tap_keeper.h"
 #include "tap_log.h"
+#include "tap_metrics.h"
 #include "tap_queue.h"
 #include "tap_reader.h"
 #include "tap_resume.h"
@@ -59,6 +63,11 @@ typedef struct run {
     mg_store_cfg_t scfg;
     int sfd;                        /* signalfd */
     atomic_int stop;                /* 1: stop reading; writer flushes */
+    /* the metrics file */
+    tap_metrics_t metrics;
+    tap_metrics_jail_t *mjails;     /* one row per enabled jail */
+    tap_keeper_stats_t kstats;      /* the keeper's, as last read */
+    int64_t start_time;
 } run_t;
 
 /* ---- options ---- */
@@ -161,8 +170,9 @@ static int setup(run_t *r, const char *config, int use_inotify)
         return -1;
     }
     r->jails = calloc(r->njails, sizeof(*r->jails));
+    r->mjails = calloc(r->njails, sizeof(*r->mjails));
     r->q = tap_queue_new(TAP_QUEUE_DEFAULT_CAPACITY);
-    if (r->jails == NULL || r->q == NULL) {
+    if (r->jails == NULL || r->mjails == NULL || r->q == NULL) {
         goto oom;
     }
     r->njails = 0;
@@ -176,6 +186,8 @@ static int setup(run_t *r, const char *config, int use_inotify)
         goto oom;
     }
     tap_config_store_cfg(r->cfg, 500, 1000, &r->scfg);
+    r->metrics.path = r->cfg->metrics_file;
+    r->start_time = (int64_t)time(NULL);
     tap_resume_init(&r->resume, r->cfg->statefile);
     tap_resume_load(&r->resume, &r->state);
     if (tap_reader_add_files(r->rd, &r->state) != 0) {
@@ -214,6 +226,58 @@ static void log_start(const run_t *r)
     tap_notice("MG0600: dbmail_tap %s starting: %zu jails, %u files, redis %s, banaction %s",
                TAP_VERSION, r->njails, tap_follow_count(tap_reader_follow(r->rd)), red,
                tap_banaction_name(r->cfg->banaction));
+}
+
+/* ---- the metrics file ---- */
+
+/* Gather every thread's counts (the reader's own, the writer's and the
+ * keeper's through their accessors) and write the file. */
+static void write_metrics(run_t *r, int running)
+{
+    tap_follow_t *fol = tap_reader_follow(r->rd);
+    tap_metrics_snap_t m;
+    unsigned nfiles = tap_follow_count(fol), open = 0;
+
+    if (r->metrics.path == NULL) {
+        return;
+    }
+    for (size_t j = 0; j < r->njails; j++) {
+        tap_metrics_jail_t *row = &r->mjails[j];
+        tap_reader_jail_t rj;
+        tap_reader_jail_counts(r->rd, j, &rj);
+        row->name = r->jails[j]->name;
+        row->lines = rj.lines;
+        row->matched = rj.matched;
+        row->ignored = rj.ignored;
+        row->suspicious = rj.suspicious;
+        row->missed = rj.missed;
+        row->ignoreip = rj.ignoreip;
+        tap_writer_counts(r->writer, j, &row->stored, &row->bans);
+    }
+    for (unsigned i = 0; i < nfiles; i++) {
+        tap_follow_pos_t pos;
+        uint32_t gen;
+        open += (unsigned)tap_follow_position(fol, i, &pos, &gen);
+    }
+    if (r->keeper != NULL) {
+        tap_keeper_stats(r->keeper, &r->kstats);
+    }
+    memset(&m, 0, sizeof(m));
+    m.jails = r->mjails;
+    m.njails = r->njails;
+    m.running = (uint64_t)running;
+    m.start_time = (uint64_t)r->start_time;
+    m.queue_len = tap_queue_len(r->q);
+    m.queue_capacity = TAP_QUEUE_DEFAULT_CAPACITY;
+    m.queue_dropped = tap_queue_dropped(r->q);
+    m.redis_up = (uint64_t)tap_writer_redis_up(r->writer);
+    m.writer_failed_rounds = tap_writer_failed_rounds(r->writer);
+    m.files = nfiles;
+    m.files_open = open;
+    m.lines_too_long = tap_follow_skipped(fol);
+    m.banaction = tap_banaction_name(r->cfg->banaction);
+    m.keeper = r->cfg->banaction != TAP_BANACTION_NONE ? &r->kstats : NULL;
+    tap_metrics_publish(&r->metrics, &m);
 }
 
 /* ---- the reader loop ---- */
@@ -265,12 +329,18 @@ static void reader_loop(run_t *r)
 {
     tap_follow_t *fol = tap_reader_follow(r->rd);
     int64_t next_state = tap_mono_ms() + TAP_STATE_MS;
+    /* without a metrics file the timer never fires (nor shortens a poll) */
+    int64_t next_metrics = r->metrics.path != NULL ? tap_mono_ms() + TAP_METRICS_MS
+                                                    : INT64_MAX;
 
     tap_follow_start(fol);
+    /* at once: the file says the daemon runs, and which files are open */
+    write_metrics(r, 1);
     for (;;) {
         struct pollfd pf[2];
         int np = 1, tmo = tap_follow_timeout(fol);
-        int64_t ds = next_state - tap_mono_ms();
+        int64_t now = tap_mono_ms();
+        int64_t ds = (next_state < next_metrics ? next_state : next_metrics) - now;
 
         if (ds < tmo) {
             tmo = ds < 0 ? 0 : (int)ds;
@@ -300,20 +370,29 @@ static void reader_loop(run_t *r)
             every_second(r);
             next_state = tap_mono_ms() + TAP_STATE_MS;
         }
+        if (tap_mono_ms() >= next_metrics) {
+            write_metrics(r, 1);
+            next_metrics = tap_mono_ms() + TAP_METRICS_MS;
+        }
     }
 }
 
 /* ---- the command ---- */
 
-/* Stop the other threads (the writer flushes first) and save the state. */
+/* Stop the other threads (the writer flushes first), save the state and
+ * leave the last metrics (running 0, the writer's final counts). */
 static void stop_threads(run_t *r)
 {
     atomic_store(&r->stop, 1);
     tap_queue_shutdown(r->q);
     tap_writer_wait(r->writer);
-    tap_keeper_join(r->keeper);
-    r->keeper = NULL;
+    if (r->keeper != NULL) {
+        tap_keeper_stats(r->keeper, &r->kstats);
+        tap_keeper_join(r->keeper);
+        r->keeper = NULL;
+    }
     tap_resume_save(&r->resume, tap_reader_follow(r->rd), r->q, 1);
+    write_metrics(r, 0);
     tap_writer_free(r->writer);
     r->writer = NULL;
 }
@@ -326,6 +405,7 @@ static void teardown(run_t *r)
     tap_state_free(&r->state);
     tap_reader_free(r->rd);
     tap_queue_free(r->q);
+    free(r->mjails);
     free(r->jails);
     tap_config_free(r->cfg);
 }
