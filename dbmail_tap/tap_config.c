@@ -2,8 +2,8 @@
  * dbmail_tap's configuration: keys, defaults, scoping and validation on
  * top of the INI reader.
  *
- * Scoping: redis, prefix, statefile, banaction and port belong to the
- * whole daemon (one Redis, one firewall set for every ban) and are valid
+ * Scoping: redis, prefix, statefile, metrics_file, banaction and port
+ * belong to the whole daemon (one Redis, one firewall set for every ban) and are valid
  * in [DEFAULT] only.  Every other key is a jail key: a jail takes its own
  * value, else [DEFAULT]'s, else the built-in default, whatever the order
  * of the sections.  [DEFAULT]'s jail keys are validated even when no jail
@@ -45,7 +45,7 @@ static int fail(ctx_t *c, unsigned line, const char *fmt, ...)
 }
 
 static const char *const global_keys[] = {
-    "redis", "prefix", "statefile", "banaction", "port", NULL
+    "redis", "prefix", "statefile", "metrics_file", "banaction", "port", NULL
 };
 
 static const char *const jail_keys[] = {
@@ -466,6 +466,38 @@ bad:
 
 /* ---- globals ---- */
 
+/*
+ * metrics_file: an absolute path to a file, written next to its temporary
+ * "FILE.tmp" (tap_metrics.h), so neither may end in '/' or name the
+ * statefile; no spaces or control characters (a typo, not a file name
+ * anyone means).  Absent: no metrics file.
+ */
+static int build_metrics_file(ctx_t *c, const tap_ini_entry_t *e, tap_config_t *cfg)
+{
+    const char *v = single(c, e);
+    size_t n;
+
+    if (v == NULL)
+        return -1;
+    n = strlen(v);
+    if (v[0] != '/')
+        return fail(c, e->line, "metrics_file: not an absolute path: '%s'", v);
+    for (size_t i = 0; i < n; i++)
+        if (!isgraph((unsigned char)v[i]))
+            return fail(c, e->line, "metrics_file: no spaces or control characters: '%s'", v);
+    if (v[n - 1] == '/' || (n >= 2 && strcmp(v + n - 2, "/.") == 0)
+        || (n >= 3 && strcmp(v + n - 3, "/..") == 0))
+        return fail(c, e->line, "metrics_file: names a directory, not a file: '%s'", v);
+    if (n > TAP_METRICS_PATH_MAX)
+        return fail(c, e->line, "metrics_file: path longer than %d bytes", TAP_METRICS_PATH_MAX);
+    if (strcmp(v, cfg->statefile) == 0)
+        return fail(c, e->line, "metrics_file: the same file as statefile: '%s'", v);
+    cfg->metrics_file = strdup(v);
+    if (cfg->metrics_file == NULL)
+        return fail(c, e->line, "out of memory");
+    return 0;
+}
+
 static int build_globals(ctx_t *c, const tap_ini_section_t *def, tap_config_t *cfg)
 {
     const tap_ini_entry_t *e;
@@ -510,6 +542,10 @@ static int build_globals(ctx_t *c, const tap_ini_section_t *def, tap_config_t *c
         return fail(c, e ? e->line : 0, "out of memory");
     if (e != NULL && (cfg->statefile[0] != '/' || strpbrk(cfg->statefile, " \t\n") != NULL))
         return fail(c, e->line, "statefile: not an absolute path: '%s'", cfg->statefile);
+
+    e = tap_ini_get(def, "metrics_file");
+    if (e != NULL && build_metrics_file(c, e, cfg) != 0)
+        return -1;
 
     e = tap_ini_get(def, "banaction");
     cfg->banaction = TAP_BANACTION_NONE;
@@ -557,6 +593,7 @@ void tap_config_free(tap_config_t *cfg)
     free(cfg->redis);
     free(cfg->prefix);
     free(cfg->statefile);
+    free(cfg->metrics_file);
     memset(&cfg->redis_url, 0, sizeof(cfg->redis_url));
     free(cfg);
 }

@@ -1,7 +1,7 @@
 /*
  * dbmail_tap's configuration: an INI file shaped like Fail2Ban's
  * jail.local.  [DEFAULT] holds the global keys (redis, prefix, statefile,
- * banaction, port: valid there only) and defaults for every jail key; each
+ * metrics_file, banaction, port: valid there only) and defaults for every jail key; each
  * other section is a jail that inherits [DEFAULT]'s jail keys and overrides
  * them, whatever the order of the sections in the file.
  *
@@ -26,6 +26,8 @@
 #define TAP_JAIL_NAME_MAX 47
 
 #define TAP_DEFAULT_STATEFILE "/var/lib/dbmail_tap/state"
+/* Longest metrics_file (room left for the temporary file's suffix). */
+#define TAP_METRICS_PATH_MAX 4000
 #define TAP_MAX_PORTS 64
 
 typedef enum tap_banaction {
@@ -60,6 +62,7 @@ typedef struct tap_config {
     mg_store_url_t redis_url;   /* parsed */
     char *prefix;               /* default MG_STORE_DEFAULT_PREFIX */
     char *statefile;            /* default TAP_DEFAULT_STATEFILE */
+    char *metrics_file;         /* absolute path, or NULL (the default): no file */
     tap_banaction_t banaction;  /* default none */
     uint16_t ports[TAP_MAX_PORTS];  /* default 143,993,110,995,4190 */
     size_t nports;

@@ -153,6 +153,7 @@ void tap_fw_free(tap_fw_t *fw)
         tap_fw_replace_abort(fw);
     }
     sb_free(&fw->q);
+    sb_free(&fw->rq);
     free(fw->ops);
     tap_banset_free(fw->timed);
     free(fw);

@@ -661,6 +661,39 @@ int tap_follow_position(const tap_follow_t *f, unsigned file, tap_follow_pos_t *
     return 1;
 }
 
+uint64_t tap_follow_identity(tap_follow_t *f, unsigned file, uint32_t gen)
+{
+    src_t *s = NULL;
+    uint64_t h;
+
+    if (file >= f->n) {
+        return 0;
+    }
+    if (f->files[file].cur.fd >= 0 && f->files[file].cur.gen == gen) {
+        s = &f->files[file].cur;
+    }
+    else if (f->files[file].prev.fd >= 0 && f->files[file].prev.gen == gen) {
+        s = &f->files[file].prev;
+    }
+    if (s == NULL) {
+        return 0;
+    }
+    /* a file opened empty has no first line yet; it has one now that a
+     * line of it is handed over */
+    if (!s->has_hash) {
+        s->has_hash = tap_follow_first_hash(s->fd, &s->hash) == 0;
+    }
+    h = s->has_hash ? s->hash : 0;
+    h ^= ((uint64_t)s->dev * 0x9e3779b97f4a7c15ULL) + ((uint64_t)s->ino << 1);
+    /* splitmix64 finaliser: identities differ in all bits, not in a few */
+    h ^= h >> 30;
+    h *= 0xbf58476d1ce4e5b9ULL;
+    h ^= h >> 27;
+    h *= 0x94d049bb133111ebULL;
+    h ^= h >> 31;
+    return h != 0 ? h : 1;
+}
+
 uint64_t tap_follow_skipped(const tap_follow_t *f)
 {
     return f->skipped;

@@ -71,6 +71,15 @@ const char *tap_follow_path(const tap_follow_t *f, unsigned file);
 /* 1 and *pos when the file is open; *gen is its current generation. */
 int tap_follow_position(const tap_follow_t *f, unsigned file, tap_follow_pos_t *pos,
                         uint32_t *gen);
+/*
+ * A number naming the file that generation gen of file index is read
+ * from: its device, inode and first line, so it stays the same across a
+ * restart of the daemon and differs for the next file at that path (even
+ * one given the same inode).  With a line's offset it names the line, which
+ * lets Redis count a line sent twice once.  0 when that generation is no
+ * longer open.
+ */
+uint64_t tap_follow_identity(tap_follow_t *f, unsigned file, uint32_t gen);
 /* Over-long lines skipped so far.  (Lines handed over are counted by the
  * caller's scanner, which looks at every newline anyway.) */
 uint64_t tap_follow_skipped(const tap_follow_t *f);

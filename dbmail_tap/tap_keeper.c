@@ -24,6 +24,12 @@ struct tap_keeper {
     tap_fw_t *fw;
     mg_follow_t *fol;
     const tap_config_t *cfg;
+    uint64_t fw_failures;           /* keeper thread only */
+    /* the stats as of the last step, for other threads: copied once per
+     * step under the lock (a step is a wait of up to TAP_KEEPER_WAIT_MS or
+     * one batch of changes, so the lock is cheap) */
+    pthread_mutex_t lock;
+    tap_keeper_stats_t pub;
 };
 
 static int64_t now_s(void)
@@ -45,22 +51,36 @@ static void k_apply(void *baton, const mg_store_event_t *ev)
     }
 }
 
+/* A whole-set write fails at most once (begin, a page or the commit: the
+ * follower aborts it then), so each -1 is one failed update. */
+static int k_counted(tap_keeper_t *k, int rc)
+{
+    if (rc != 0) {
+        k->fw_failures++;
+    }
+    return rc;
+}
+
 static int k_begin(void *baton, mg_follow_why_t why)
 {
     tap_keeper_t *k = baton;
 
     /* Redis lost its data: keep what the firewall holds, add only. */
-    return tap_fw_replace_begin(k->fw, why == MG_SNAP_LOST, now_s());
+    return k_counted(k, tap_fw_replace_begin(k->fw, why == MG_SNAP_LOST, now_s()));
 }
 
 static int k_add(void *baton, const mg_ban_t *bans, size_t n)
 {
-    return tap_fw_replace_add(((tap_keeper_t *)baton)->fw, bans, n, now_s());
+    tap_keeper_t *k = baton;
+
+    return k_counted(k, tap_fw_replace_add(k->fw, bans, n, now_s()));
 }
 
 static int k_commit(void *baton)
 {
-    return tap_fw_replace_commit(((tap_keeper_t *)baton)->fw);
+    tap_keeper_t *k = baton;
+
+    return k_counted(k, tap_fw_replace_commit(k->fw));
 }
 
 static void k_abort(void *baton)
@@ -100,6 +120,24 @@ static const mg_follow_ops_t keeper_ops = {
     k_apply, k_begin, k_add, k_commit, k_abort, k_note
 };
 
+/* Copy the follower's stats (not thread-safe: this thread's) for others. */
+static void publish(tap_keeper_t *k)
+{
+    const mg_follow_stats_t *fs = mg_follow_stats(k->fol);
+
+    pthread_mutex_lock(&k->lock);
+    k->pub.up = fs->up;
+    k->pub.in_step = fs->in_step;
+    k->pub.snapshots = fs->snapshots;
+    k->pub.applied = fs->applied;
+    k->pub.refused = fs->refused;
+    k->pub.errors = fs->errors;
+    k->pub.live = fs->live;
+    k->pub.last_check = fs->last_check;
+    k->pub.fw_failures = k->fw_failures;
+    pthread_mutex_unlock(&k->lock);
+}
+
 static void *keeper_main(void *arg)
 {
     tap_keeper_t *k = arg;
@@ -110,11 +148,19 @@ static void *keeper_main(void *arg)
         mg_follow_step(k->fol, TAP_KEEPER_WAIT_MS);
         /* one transaction for what this step brought; a failed one means
          * the firewall may differ from the set: write it whole */
-        if (tap_fw_flush(k->fw, now_s()) != 0) {
+        if (k_counted(k, tap_fw_flush(k->fw, now_s())) != 0) {
             mg_follow_rebuild(k->fol);
         }
+        publish(k);
     }
     return NULL;
+}
+
+void tap_keeper_stats(tap_keeper_t *k, tap_keeper_stats_t *out)
+{
+    pthread_mutex_lock(&k->lock);
+    *out = k->pub;
+    pthread_mutex_unlock(&k->lock);
 }
 
 tap_keeper_t *tap_keeper_start(const tap_config_t *cfg, const mg_store_cfg_t *store,
@@ -126,6 +172,7 @@ tap_keeper_t *tap_keeper_start(const tap_config_t *cfg, const mg_store_cfg_t *st
     if (k == NULL) {
         goto oom;
     }
+    pthread_mutex_init(&k->lock, NULL);
     k->stop = stop;
     k->cfg = cfg;
     k->fw = tap_fw_new(cfg->banaction, cfg->ports, cfg->nports);
@@ -148,6 +195,7 @@ fail:
     if (k != NULL) {
         mg_follow_free(k->fol);
         tap_fw_free(k->fw);
+        pthread_mutex_destroy(&k->lock);
         free(k);
     }
     return NULL;
@@ -161,5 +209,6 @@ void tap_keeper_join(tap_keeper_t *k)
     pthread_join(k->thread, NULL);
     mg_follow_free(k->fol);
     tap_fw_free(k->fw);
+    pthread_mutex_destroy(&k->lock);
     free(k);
 }

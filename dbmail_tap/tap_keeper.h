@@ -12,6 +12,7 @@
 #define TAP_KEEPER_H
 
 #include <stdatomic.h>
+#include <stdint.h>
 #include "mg_store.h"
 #include "tap_config.h"
 
@@ -23,5 +24,23 @@ tap_keeper_t *tap_keeper_start(const tap_config_t *cfg, const mg_store_cfg_t *st
                                atomic_int *stop);
 /* Wait for it and free it. */
 void tap_keeper_join(tap_keeper_t *k);
+
+/* What the keeper reports (the metrics file), as of its last step. */
+typedef struct tap_keeper_stats {
+    int up;                 /* 1 while in touch with Redis */
+    int in_step;            /* 1 while following the change log (no snapshot) */
+    uint64_t snapshots;     /* whole-set writes committed */
+    uint64_t applied;       /* changes applied */
+    uint64_t refused;       /* changes and members refused (prefix too wide, not ours) */
+    uint64_t errors;        /* Redis calls that failed */
+    uint64_t live;          /* live bans in Redis at the last check */
+    int64_t last_check;     /* Unix seconds of the last check, 0 = none yet */
+    uint64_t fw_failures;   /* firewall updates that failed (a batch of changes,
+                               a whole-set write): each one is followed by a
+                               rebuild */
+} tap_keeper_stats_t;
+
+/* A copy of the stats; callable from any thread while the keeper runs. */
+void tap_keeper_stats(tap_keeper_t *k, tap_keeper_stats_t *out);
 
 #endif

@@ -28,6 +28,7 @@ typedef struct tap_failure {
     uint32_t gen;       /* that file's generation (bumped on rotation) */
     int64_t time_ms;    /* when the line was read (Unix ms) */
     int64_t off;        /* offset of the line's first byte */
+    uint64_t fid;       /* the file read (tap_follow_identity): with off, the line */
 } tap_failure_t;
 
 typedef struct tap_queue tap_queue_t;

@@ -38,6 +38,14 @@ def readme_acl_line():
     return re.search(r"^ACL SETUSER mailguard on >SECRET (.*)$", text, re.M).group(1).split()
 
 
+def listening(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), 1).close()
+        return True
+    except OSError:
+        return False
+
+
 @pytest.fixture
 def tunnel(tmp_path, redis_server):
     """spiped: the "Redis host" end decrypts into Redis, the "web host" end
@@ -56,8 +64,7 @@ def tunnel(tmp_path, redis_server):
                           "-t", "[127.0.0.1]:%d" % server_port, "-k", key]),
     ]
     for port in (server_port, client_port):
-        wait_for(lambda p=port: socket.create_connection(("127.0.0.1", p), 1).close() is None,
-                 within=5)
+        assert wait_for(lambda p=port: listening(p), within=5), "spiped did not listen"
     # the ACL user, exactly as the README gives it
     redis_server.cmd("ACL", "SETUSER", "mailguard", "on", ">Tunnel-Pw9", *readme_acl_line())
     yield {"port": client_port, "server_port": server_port}

@@ -1,0 +1,84 @@
+/*
+ * The statefile's bookkeeping; see tap_resume.h.
+ */
+#include "tap_resume.h"
+
+#include <stdlib.h>
+
+#include "tap_log.h"
+
+void tap_resume_init(tap_resume_t *rs, const char *statefile)
+{
+    rs->statefile = statefile;
+    rs->saved_changes = 0;
+    rs->saved_qlen = 0;
+    rs->err_logged = 0;
+}
+
+void tap_resume_load(const tap_resume_t *rs, tap_state_t *state)
+{
+    char err[512];
+    unsigned bad = 0;
+
+    if (tap_state_load(rs->statefile, state, &bad, err, sizeof(err)) != 0) {
+        tap_warn("MG0632: cannot read the statefile (%s): files start at their end", err);
+    }
+    else if (bad > 0) {
+        tap_warn("MG0633: %s: %u unreadable lines ignored", rs->statefile, bad);
+    }
+}
+
+/* The position of each open file, pulled back to its oldest failure still
+ * queued (same generation only).  Returns the number of entries. */
+static size_t positions(tap_follow_t *fol, tap_queue_t *q, tap_state_entry_t *v)
+{
+    unsigned n = tap_follow_count(fol);
+    size_t k = 0;
+
+    for (unsigned i = 0; i < n; i++) {
+        uint32_t gen;
+        int64_t off;
+        if (!tap_follow_position(fol, i, &v[k].pos, &gen)) {
+            continue;   /* not open: the next start finds it as new */
+        }
+        if (tap_queue_first_offset(q, (uint16_t)i, gen, &off) && off < v[k].pos.off) {
+            v[k].pos.off = off;
+        }
+        v[k].path = (char *)tap_follow_path(fol, i);
+        k++;
+    }
+    return k;
+}
+
+void tap_resume_save(tap_resume_t *rs, tap_follow_t *fol, tap_queue_t *q, int force)
+{
+    unsigned n = tap_follow_count(fol);
+    tap_state_entry_t *v;
+    size_t k, qlen = tap_queue_len(q);
+    uint64_t changes = tap_follow_changes(fol);
+    char err[512];
+
+    if (!force && changes == rs->saved_changes && qlen == rs->saved_qlen) {
+        return;
+    }
+    v = calloc(n ? n : 1, sizeof(*v));
+    if (v == NULL) {
+        return;
+    }
+    k = positions(fol, q, v);
+    if (tap_state_save(rs->statefile, v, k, err, sizeof(err)) != 0) {
+        if (!rs->err_logged) {
+            tap_error("MG0630: cannot write the statefile: %s", err);
+            rs->err_logged = 1;
+        }
+    }
+    else {
+        if (rs->err_logged) {
+            tap_notice("MG0631: statefile %s written again", rs->statefile);
+        }
+        rs->err_logged = 0;
+        rs->saved_changes = changes;
+        rs->saved_qlen = qlen;
+    }
+    free(v);
+}
