@@ -14,6 +14,7 @@
 
 int tap_cmd_run(int argc, char **argv);   /* the daemon */
 int tap_cmd_test(int argc, char **argv);  /* fail2ban-regex-like matcher test */
+int tap_cmd_check(int argc, char **argv); /* validate the configuration */
 int tap_cmd_bans(int argc, char **argv);  /* list live bans */
 int tap_cmd_ban(int argc, char **argv);
 int tap_cmd_unban(int argc, char **argv);

@@ -2,7 +2,7 @@
  * dbmail_tap's configuration: keys, defaults, scoping and validation on
  * top of the INI reader.
  *
- * Scoping: redis, prefix, statefile, metrics_file, banaction and port
+ * Scoping: redis, prefix, statefile, metrics_file, banaction, port and prefixfloor
  * belong to the whole daemon (one Redis, one firewall set for every ban) and are valid
  * in [DEFAULT] only.  Every other key is a jail key: a jail takes its own
  * value, else [DEFAULT]'s, else the built-in default, whatever the order
@@ -22,6 +22,7 @@
 
 #include "tap_config.h"
 #include "tap_ini.h"
+#include "mg_rules.h"
 
 #define MAX_FILE (4 * 1024 * 1024)
 #define DEFAULT_PORTS "143,993,110,995,4190"
@@ -45,7 +46,7 @@ static int fail(ctx_t *c, unsigned line, const char *fmt, ...)
 }
 
 static const char *const global_keys[] = {
-    "redis", "prefix", "statefile", "metrics_file", "banaction", "port", NULL
+    "redis", "prefix", "statefile", "metrics_file", "banaction", "port", "prefixfloor", NULL
 };
 
 static const char *const jail_keys[] = {
@@ -137,51 +138,45 @@ static int parse_bool(ctx_t *c, const tap_ini_entry_t *e, int *out)
     return 0;
 }
 
-static int parse_uint(ctx_t *c, const tap_ini_entry_t *e, unsigned long min,
-                      unsigned long max, const char *what, unsigned *out)
+/* The value checks are the module's too (mg_rules.h): a jail moved
+ * between Apache and the tap means the same thing in both. */
+typedef int (*count_rule_fn)(const char *s, unsigned *out, const char **why);
+
+static int parse_count(ctx_t *c, const tap_ini_entry_t *e, count_rule_fn rule,
+                       const char *what, unsigned *out)
 {
-    unsigned long v;
-    const char *why;
+    const char *why = "invalid";
     const char *s = single(c, e);
 
     if (s == NULL)
         return -1;
-    if (mg_parse_uint(s, min, max, &v, &why) != 0)
-        return fail(c, e->line, "%s: %s: '%s'", e->key, what, s);
-    *out = (unsigned)v;
+    if (rule(s, out, &why) != 0)
+        return fail(c, e->line, "%s: %s (%s): '%s'", e->key, what, why, s);
     return 0;
 }
 
 static int parse_duration(ctx_t *c, const tap_ini_entry_t *e, int64_t *out)
 {
     const char *why = "bad duration";
-    int64_t v;
     const char *s = single(c, e);
 
     if (s == NULL)
         return -1;
-    if (mg_duration_parse(s, &v, &why) != 0)
-        return fail(c, e->line, "%s: not a duration like 30s, 10m, 1h, 2d, 1w (%s): '%s'",
-                    e->key, why, s);
-    if (v < 1)
-        return fail(c, e->line, "%s: must be at least 1s: '%s'", e->key, s);
-    *out = v;
+    if (mg_rule_policy_duration(s, out, &why) != 0)
+        return fail(c, e->line, "%s: not a duration of at least 1s like 30s, 10m, 1h, 2d, "
+                    "1w (%s): '%s'", e->key, why, s);
     return 0;
 }
 
 static int parse_factor(ctx_t *c, const tap_ini_entry_t *e, double *out)
 {
-    char *end;
+    const char *why = "invalid";
     const char *s = single(c, e);
 
     if (s == NULL)
         return -1;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (*s == '\0' || isspace((unsigned char)*s) || *end != '\0' || errno != 0 || !isfinite(v)
-        || v < 1.0 || v > 1000.0)
-        return fail(c, e->line, "%s: not a number from 1 to 1000: '%s'", e->key, s);
-    *out = v;
+    if (mg_rule_factor(s, out, &why) != 0)
+        return fail(c, e->line, "%s: not a number from 1 to 1000 (%s): '%s'", e->key, why, s);
     return 0;
 }
 
@@ -361,13 +356,9 @@ static int build_jail(ctx_t *c, const tap_ini_section_t *s, const tap_ini_sectio
     memset(j, 0, sizeof(*j));
     j->name = strdup(own ? own->name : "DEFAULT");
     j->line = own ? own->line : 0;
-    j->policy.maxretry = 5;
-    j->policy.findtime = 600;
-    j->policy.bantime = 3600;
-    j->policy.increment = 0;
-    j->policy.factor = 2.0;
-    j->policy.maxtime = 7 * 24 * 3600;
-    j->ipv6prefix = 64;
+    mg_policy_defaults(&j->policy);
+    j->policy.maxretry = TAP_DEF_MAXRETRY;
+    j->ipv6prefix = MG_V6PREFIX_DEFAULT;
     j->ignoreip = mg_cidrset_new();
     j->matcher = tap_matcher_new();
     if (j->name == NULL || j->ignoreip == NULL || j->matcher == NULL)
@@ -376,7 +367,8 @@ static int build_jail(ctx_t *c, const tap_ini_section_t *s, const tap_ini_sectio
     if ((e = lookup(s, def, "enabled")) && parse_bool(c, e, &j->enabled))
         return -1;
     if ((e = lookup(s, def, "maxretry"))
-        && parse_uint(c, e, 1, 1000000, "not a positive integer", &j->policy.maxretry))
+        && parse_count(c, e, mg_rule_maxretry, "not a count from 1 to 100000",
+                       &j->policy.maxretry))
         return -1;
     if ((e = lookup(s, def, "findtime")) && parse_duration(c, e, &j->policy.findtime))
         return -1;
@@ -389,7 +381,7 @@ static int build_jail(ctx_t *c, const tap_ini_section_t *s, const tap_ini_sectio
     if ((e = lookup(s, def, "bantime.maxtime")) && parse_duration(c, e, &j->policy.maxtime))
         return -1;
     if ((e = lookup(s, def, "ipv6prefix"))
-        && parse_uint(c, e, 1, 128, "not a prefix length 1-128", &j->ipv6prefix))
+        && parse_count(c, e, mg_rule_v6prefix, "not a prefix length 1-128", &j->ipv6prefix))
         return -1;
 
     /* ignoreip replaces the default list, as in Fail2Ban */
@@ -447,21 +439,13 @@ static int build_jail(ctx_t *c, const tap_ini_section_t *s, const tap_ini_sectio
 
 static int check_jail_name(ctx_t *c, const tap_ini_section_t *s)
 {
-    size_t n = strlen(s->name);
+    const char *why = NULL;
 
     if (strcmp(s->name, "INCLUDES") == 0)
         return fail(c, s->line, "[INCLUDES] is not supported: put everything in one file");
-    if (n > TAP_JAIL_NAME_MAX)
-        goto bad;
-    for (size_t i = 0; i < n; i++) {
-        char ch = s->name[i];
-        if (!isalnum((unsigned char)ch) && ch != '.' && ch != '_' && ch != '-')
-            goto bad;
-    }
+    if (mg_rule_jail_name(s->name, &why) != 0)
+        return fail(c, s->line, "bad jail name [%s]: %s", s->name, why);
     return 0;
-bad:
-    return fail(c, s->line, "bad jail name [%s]: use 1-%d letters, digits, '.', '_' or '-'",
-                s->name, TAP_JAIL_NAME_MAX);
 }
 
 /* ---- globals ---- */
@@ -524,15 +508,8 @@ static int build_globals(ctx_t *c, const tap_ini_section_t *def, tap_config_t *c
     cfg->prefix = strdup(e ? v : MG_STORE_DEFAULT_PREFIX);
     if (cfg->prefix == NULL)
         return fail(c, e ? e->line : 0, "out of memory");
-    if (e != NULL) {
-        size_t n = strlen(cfg->prefix);
-        if (n == 0 || n > 64)
-            return fail(c, e->line, "prefix: must be 1-64 characters: '%s'", cfg->prefix);
-        for (size_t i = 0; i < n; i++)
-            if (!isgraph((unsigned char)cfg->prefix[i]))
-                return fail(c, e->line, "prefix: no spaces or control characters: '%s'",
-                            cfg->prefix);
-    }
+    if (e != NULL && mg_rule_key_prefix(cfg->prefix, &why) != 0)
+        return fail(c, e->line, "prefix: %s: '%s'", why, cfg->prefix);
 
     e = tap_ini_get(def, "statefile");
     if (e != NULL && (v = single(c, e)) == NULL)
@@ -560,6 +537,19 @@ static int build_globals(ctx_t *c, const tap_ini_section_t *def, tap_config_t *c
             cfg->banaction = TAP_BANACTION_IPFW;
         else
             return fail(c, e->line, "banaction: not one of none, nftables, ipfw: '%s'", v);
+    }
+
+    /* "16 32": the widest IPv4 and IPv6 prefix bans the firewall takes
+     * from Redis, as MailGuardPrefixFloor for the module */
+    cfg->floor4 = MG_FLOOR4_DEFAULT;
+    cfg->floor6 = MG_FLOOR6_DEFAULT;
+    e = tap_ini_get(def, "prefixfloor");
+    if (e != NULL) {
+        char a4[16], a6[16], extra[2];
+        if (sscanf(e->value, " %15s %15s %1s", a4, a6, extra) != 2
+            || mg_rule_prefix_floor(a4, a6, &cfg->floor4, &cfg->floor6, &why) != 0)
+            return fail(c, e->line, "prefixfloor: not two prefix lengths, IPv4 1-32 and "
+                        "IPv6 1-128, like '16 32': '%s'", e->value);
     }
 
     e = tap_ini_get(def, "port");

@@ -21,9 +21,11 @@
 
 #define TAP_CONFIG_ERRLEN 512
 
-/* Jail names go into Redis keys and "ban <addr> <expiry> <jail>" events:
- * 1..47 characters of [A-Za-z0-9._-]. */
-#define TAP_JAIL_NAME_MAX 47
+/* Fail2Ban's default maxretry, kept for jails migrated from it: mail
+ * clients retry a stored password, so fewer failures say more than on
+ * webmail (the module's default, mg_policy_defaults(), is 10).  The other
+ * defaults and every bound are the module's (mg_policy.h, mg_rules.h). */
+#define TAP_DEF_MAXRETRY 5
 
 #define TAP_DEFAULT_STATEFILE "/var/lib/dbmail_tap/state"
 /* Longest metrics_file (room left for the temporary file's suffix). */
@@ -65,6 +67,8 @@ typedef struct tap_config {
     char *metrics_file;         /* absolute path, or NULL (the default): no file */
     tap_banaction_t banaction;  /* default none */
     uint16_t ports[TAP_MAX_PORTS];  /* default 143,993,110,995,4190 */
+    unsigned floor4, floor6;    /* prefixfloor: widest prefix ban taken from Redis
+                                   (default MG_FLOOR4_DEFAULT, MG_FLOOR6_DEFAULT) */
     size_t nports;
     tap_jail_t *jails;          /* every jail section, enabled or not, in file order */
     size_t njails;

@@ -90,7 +90,8 @@ static void k_abort(void *baton)
 
 static void k_note(void *baton, mg_follow_note_t what, const char *detail)
 {
-    (void)baton;
+    const tap_keeper_t *k = baton;
+
     switch (what) {
     case MG_NOTE_UP:
         tap_notice("MG0647: firewall keeper in touch with Redis");
@@ -106,8 +107,9 @@ static void k_note(void *baton, mg_follow_note_t what, const char *detail)
         tap_info("MG0642: firewall holds the ban set: %s", detail);
         break;
     case MG_NOTE_REFUSED:
-        tap_warn("MG0649: refused from Redis: %s; only bans of a host or a prefix of at "
-                 "least /16 (IPv4) or /32 (IPv6) reach the firewall", detail);
+        tap_warn("MG0649: refused from Redis: %s; only bans of a host or a prefix "
+                 "within prefixfloor (/%u, /%u) reach the firewall", detail, k->cfg->floor4,
+                 k->cfg->floor6);
         break;
     case MG_NOTE_HAND_EDIT:
         tap_notice("MG0645: the ban set was changed by hand (bare ZADD/ZREM): every "
@@ -180,6 +182,8 @@ tap_keeper_t *tap_keeper_start(const tap_config_t *cfg, const mg_store_cfg_t *st
     fc.store = *store;
     fc.block_ms = TAP_KEEPER_WAIT_MS;
     fc.check_ms = TAP_KEEPER_CHECK_MS;
+    fc.min_plen4 = cfg->floor4;
+    fc.min_plen6 = cfg->floor6;
     k->fol = k->fw != NULL ? mg_follow_new(&fc, &keeper_ops, k) : NULL;
     if (k->fol == NULL) {
         goto oom;

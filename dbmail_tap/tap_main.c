@@ -16,6 +16,7 @@ static const struct {
 } commands[] = {
     { "run", tap_cmd_run, "run [-c FILE]                        the daemon: follow the logs, count, ban" },
     { "test", tap_cmd_test, "test LOGFILE FILTER|REGEX [--print-missed]  try a filter or regex on a log" },
+    { "check", tap_cmd_check, "check [-c FILE]                      validate the configuration, print its jails" },
     { "bans", tap_cmd_bans, "bans [-c FILE]                       list live bans with expiry and time left" },
     { "ban", tap_cmd_ban, "ban ADDR [DURATION] [-c FILE]        ban an address or prefix by hand" },
     { "unban", tap_cmd_unban, "unban ADDR|--all [-c FILE]           lift one ban, or all of them" },

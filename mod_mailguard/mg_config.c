@@ -22,30 +22,21 @@
 
 #include "mod_mailguard.h"
 #include "mg_config.h"
-#include "mg_follow.h"
+#include "mg_rules.h"
 
-/* The documented defaults, in one place (issue 3's table). */
-#define MG_DEF_ENGINE        0
+/* The module's own defaults and bounds.  Those it shares with dbmail_tap
+ * (the policy, prefixes, jail names) live in the core: mg_policy.c and
+ * mg_rules.h. */
 #define MG_DEF_DENY_STATUS   HTTP_FORBIDDEN
 #define MG_DEF_WATCH         0
 #define MG_DEF_JAIL          "webmail"
-#define MG_DEF_MAXRETRY      10
-#define MG_DEF_FINDTIME      (10 * 60)
-#define MG_DEF_BANTIME       (60 * 60)
-#define MG_DEF_INCREMENT     0
-#define MG_DEF_FACTOR        2.0
-#define MG_DEF_MAXTIME       (7 * 24 * 60 * 60)
-#define MG_DEF_V6PREFIX      64
 #define MG_DEF_TABLE_SIZE    1048576   /* 132 MiB reserved; pages used as bans arrive */
 #define MG_DEF_SYNC_INTERVAL 5
 
 /* Bounds: generous, but a value outside them is a typo, not a wish. */
-#define MG_MAXRETRY_MAX      100000
-#define MG_FACTOR_MAX        1000.0
 #define MG_TABLE_SIZE_MIN    64
 #define MG_TABLE_SIZE_MAX    (16 * 1024 * 1024)
 #define MG_SYNC_INTERVAL_MAX (24 * 60 * 60)
-#define MG_PREFIX_MAX        64
 
 /* MG_STORE_DEFAULT_URL, parsed: used while MailGuardRedis is not set. */
 static const mg_store_url_t mg_default_url = {
@@ -180,12 +171,25 @@ const char *mg_dir_jail(const mg_dir_conf_t *d)
 
 void mg_dir_policy(const mg_dir_conf_t *d, mg_policy_t *out)
 {
-    out->maxretry = (unsigned)(d->maxretry > 0 ? d->maxretry : MG_DEF_MAXRETRY);
-    out->findtime = d->findtime > 0 ? d->findtime : MG_DEF_FINDTIME;
-    out->bantime = d->bantime > 0 ? d->bantime : MG_DEF_BANTIME;
-    out->increment = d->increment >= 0 ? d->increment : MG_DEF_INCREMENT;
-    out->factor = d->factor >= 0 ? d->factor : MG_DEF_FACTOR;
-    out->maxtime = d->maxtime > 0 ? d->maxtime : MG_DEF_MAXTIME;
+    mg_policy_defaults(out);
+    if (d->maxretry > 0) {
+        out->maxretry = (unsigned)d->maxretry;
+    }
+    if (d->findtime > 0) {
+        out->findtime = d->findtime;
+    }
+    if (d->bantime > 0) {
+        out->bantime = d->bantime;
+    }
+    if (d->increment >= 0) {
+        out->increment = d->increment;
+    }
+    if (d->factor >= 0) {
+        out->factor = d->factor;
+    }
+    if (d->maxtime > 0) {
+        out->maxtime = d->maxtime;
+    }
 }
 
 const mg_cidrset_t *mg_dir_ignore(const mg_dir_conf_t *d)
@@ -206,7 +210,7 @@ static const mg_srv_conf_t *mg_srv(const server_rec *s)
 unsigned mg_srv_v6prefix(const server_rec *s)
 {
     const mg_srv_conf_t *c = mg_srv(s);
-    return (unsigned)(c->v6prefix > 0 ? c->v6prefix : MG_DEF_V6PREFIX);
+    return (unsigned)(c->v6prefix > 0 ? c->v6prefix : MG_V6PREFIX_DEFAULT);
 }
 
 int mg_srv_redis_enabled(const server_rec *s)
@@ -238,13 +242,10 @@ apr_uint32_t mg_srv_table_size(const server_rec *s)
 
 void mg_srv_prefix_floor(const server_rec *s, unsigned *v4, unsigned *v6)
 {
-    const mg_srv_conf_t *c = ap_get_module_config(s->module_config, &mailguard_module);
-    mg_follow_cfg_t def;
+    const mg_srv_conf_t *c = mg_srv(s);
 
-    /* the follower's own defaults: one rule for the module and the tap */
-    mg_follow_cfg_defaults(&def);
-    *v4 = c->floor4 > 0 ? (unsigned)c->floor4 : def.min_plen4;
-    *v6 = c->floor6 > 0 ? (unsigned)c->floor6 : def.min_plen6;
+    *v4 = c->floor4 > 0 ? (unsigned)c->floor4 : MG_FLOOR4_DEFAULT;
+    *v6 = c->floor6 > 0 ? (unsigned)c->floor6 : MG_FLOOR6_DEFAULT;
 }
 
 apr_int64_t mg_srv_sync_interval(const server_rec *s)
@@ -313,21 +314,14 @@ static const char *mg_set_prefix(cmd_parms *cmd, void *dv, const char *arg)
 {
     mg_srv_conf_t *c = mg_srv_mut(cmd);
     const char *err = mg_global_only(cmd);
-    const char *q;
+    const char *why = NULL;
 
     (void)dv;
     if (err) {
         return err;
     }
-    if (*arg == '\0' || strlen(arg) > MG_PREFIX_MAX) {
-        return apr_psprintf(cmd->pool, "%s: '%s' must be 1 to %d characters",
-                            cmd->cmd->name, arg, MG_PREFIX_MAX);
-    }
-    for (q = arg; *q; q++) {
-        if (!isgraph((unsigned char)*q)) {
-            return apr_psprintf(cmd->pool, "%s: '%s' contains a space or control character",
-                                cmd->cmd->name, arg);
-        }
+    if (mg_rule_key_prefix(arg, &why) != 0) {
+        return apr_psprintf(cmd->pool, "%s: '%s' %s", cmd->cmd->name, arg, why);
     }
     c->prefix = apr_pstrdup(cmd->pool, arg);
     return NULL;
@@ -462,19 +456,10 @@ static const char *mg_set_failure(cmd_parms *cmd, void *dv, int argc, char *cons
 static const char *mg_set_jail(cmd_parms *cmd, void *dv, const char *arg)
 {
     mg_dir_conf_t *d = dv;
-    size_t n = strlen(arg);
-    const char *q;
+    const char *why = NULL;
 
-    /* The name goes into Redis keys and space-separated event messages. */
-    if (n == 0 || n >= MG_JAIL_MAX) {
-        return apr_psprintf(cmd->pool, "%s: '%s' must be 1 to %d characters",
-                            cmd->cmd->name, arg, MG_JAIL_MAX - 1);
-    }
-    for (q = arg; *q; q++) {
-        if (!isalnum((unsigned char)*q) && *q != '_' && *q != '-' && *q != '.') {
-            return apr_psprintf(cmd->pool, "%s: '%s' may contain only letters, digits, "
-                                "'_', '-' and '.'", cmd->cmd->name, arg);
-        }
+    if (mg_rule_jail_name(arg, &why) != 0) {
+        return apr_psprintf(cmd->pool, "%s: '%s' %s", cmd->cmd->name, arg, why);
     }
     d->jail = apr_pstrdup(cmd->pool, arg);
     return NULL;
@@ -483,12 +468,12 @@ static const char *mg_set_jail(cmd_parms *cmd, void *dv, const char *arg)
 static const char *mg_set_maxretry(cmd_parms *cmd, void *dv, const char *arg)
 {
     mg_dir_conf_t *d = dv;
-    unsigned long v;
+    unsigned v;
     const char *why = NULL;
 
-    if (mg_parse_uint(arg, 1, MG_MAXRETRY_MAX, &v, &why) != 0) {
+    if (mg_rule_maxretry(arg, &v, &why) != 0) {
         return apr_psprintf(cmd->pool, "%s: '%s' is not a count from 1 to %d (%s)",
-                            cmd->cmd->name, arg, MG_MAXRETRY_MAX, why ? why : "invalid");
+                            cmd->cmd->name, arg, MG_MAXRETRY_MAX, why);
     }
     d->maxretry = (int)v;
     return NULL;
@@ -511,16 +496,13 @@ static const char *mg_set_duration(cmd_parms *cmd, void *dv, const char *arg)
             return err;
         }
     }
-    if (mg_duration_parse(arg, &v, &why) != 0) {
-        return apr_psprintf(cmd->pool, "%s: '%s' is not a duration (%s); "
-                            "use e.g. 30, 45s, 10m, 1h, 2d, 1w or 1h30m",
-                            cmd->cmd->name, arg, why ? why : "invalid");
+    /* the parser and the floor of 1 s are the tap's too */
+    if (mg_rule_policy_duration(arg, &v, &why) != 0) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a duration of at least 1 second "
+                            "(%s); use e.g. 30, 45s, 10m, 1h, 2d, 1w or 1h30m",
+                            cmd->cmd->name, arg, why);
     }
     secs = v;
-    if (secs < 1) {
-        return apr_psprintf(cmd->pool, "%s: '%s' must be at least 1 second",
-                            cmd->cmd->name, arg);
-    }
     switch (which) {
     case MG_DUR_FINDTIME:
         d->findtime = secs;
@@ -545,15 +527,12 @@ static const char *mg_set_duration(cmd_parms *cmd, void *dv, const char *arg)
 static const char *mg_set_factor(cmd_parms *cmd, void *dv, const char *arg)
 {
     mg_dir_conf_t *d = dv;
-    char *end = NULL;
+    const char *why = NULL;
     double v;
 
-    errno = 0;
-    v = strtod(arg, &end);
-    if (end == arg || *end != '\0' || errno != 0 || !isfinite(v) || v < 1.0
-        || v > MG_FACTOR_MAX || isspace((unsigned char)*arg)) {
-        return apr_psprintf(cmd->pool, "%s: '%s' is not a number from 1 to 1000",
-                            cmd->cmd->name, arg);
+    if (mg_rule_factor(arg, &v, &why) != 0) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a number from 1 to 1000 (%s)",
+                            cmd->cmd->name, arg, why);
     }
     d->factor = v;
     return NULL;
@@ -593,13 +572,13 @@ static const char *mg_set_ignore(cmd_parms *cmd, void *dv, const char *arg)
 
 static const char *mg_set_v6prefix(cmd_parms *cmd, void *dv, const char *arg)
 {
-    unsigned long v;
+    unsigned v;
     const char *why = NULL;
 
     (void)dv;
-    if (mg_parse_uint(arg, 1, 128, &v, &why) != 0) {
+    if (mg_rule_v6prefix(arg, &v, &why) != 0) {
         return apr_psprintf(cmd->pool, "%s: '%s' is not a prefix length from 1 to 128 (%s)",
-                            cmd->cmd->name, arg, why ? why : "invalid");
+                            cmd->cmd->name, arg, why);
     }
     mg_srv_mut(cmd)->v6prefix = (int)v;
     return NULL;
@@ -641,7 +620,7 @@ static const char *mg_set_table_size(cmd_parms *cmd, void *dv, const char *arg)
 static const char *mg_set_prefix_floor(cmd_parms *cmd, void *dv, const char *a4,
                                        const char *a6)
 {
-    unsigned long v4, v6;
+    unsigned v4, v6;
     const char *why = NULL;
     const char *err = mg_global_only(cmd);
 
@@ -649,19 +628,8 @@ static const char *mg_set_prefix_floor(cmd_parms *cmd, void *dv, const char *a4,
     if (err) {
         return err;
     }
-    if (*a4 == '/') {
-        a4++;
-    }
-    if (*a6 == '/') {
-        a6++;
-    }
-    if (mg_parse_uint(a4, 1, 32, &v4, &why) != 0) {
-        return apr_psprintf(cmd->pool, "%s: '%s' is not an IPv4 prefix length from 1 to 32",
-                            cmd->cmd->name, a4);
-    }
-    if (mg_parse_uint(a6, 1, 128, &v6, &why) != 0) {
-        return apr_psprintf(cmd->pool, "%s: '%s' is not an IPv6 prefix length from 1 to 128",
-                            cmd->cmd->name, a6);
+    if (mg_rule_prefix_floor(a4, a6, &v4, &v6, &why) != 0) {
+        return apr_psprintf(cmd->pool, "%s: '%s %s': %s", cmd->cmd->name, a4, a6, why);
     }
     mg_srv_mut(cmd)->floor4 = (int)v4;
     mg_srv_mut(cmd)->floor6 = (int)v6;

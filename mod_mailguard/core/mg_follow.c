@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "mg_follow.h"
+#include "mg_rules.h"
 
 /* Changes taken per XREAD; pruned members per prune call, calls per check. */
 #define MG_FOLLOW_READ_COUNT 1000
@@ -84,8 +85,8 @@ void mg_follow_cfg_defaults(mg_follow_cfg_t *cfg)
     /* about 0.7 ms of Redis time per ZSCAN page at a million members:
      * far from the 10 ms that would show in a slow log */
     cfg->page = 500;
-    cfg->min_plen4 = 16;
-    cfg->min_plen6 = 32;
+    cfg->min_plen4 = MG_FLOOR4_DEFAULT;
+    cfg->min_plen6 = MG_FLOOR6_DEFAULT;
     cfg->store.connect_timeout_ms = 500;
     cfg->store.command_timeout_ms = 2000;
 }

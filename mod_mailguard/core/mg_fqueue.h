@@ -31,7 +31,7 @@ typedef struct mg_pending_failure {
     mg_addr_t key;                  /* the ban key */
     int64_t time_ms;
     mg_policy_t policy;
-    char jail[MG_JAIL_MAX];
+    char jail[MG_JAIL_BUF];
     char id[MG_FAILURE_IDLEN];
 } mg_pending_failure_t;
 

@@ -44,7 +44,7 @@
 #define MG_LW_HISTORY_MIN ((int64_t)30 * 86400)
 
 typedef struct mg_lw_entry {
-    char jail[MG_JAIL_MAX];
+    char jail[MG_JAIL_BUF];
     uint8_t key[16];
     uint8_t plen;
     uint8_t used;
@@ -210,8 +210,8 @@ int mg_localwin_record(mg_localwin_t *w, const char *jail, const mg_addr_t *key,
     if (!w || !jail || !key || !pol || !res) {
         return -1;
     }
-    jlen = strnlen(jail, MG_JAIL_MAX);
-    if (jlen == 0 || jlen >= MG_JAIL_MAX || key->plen == 0 || key->plen > 128
+    jlen = strnlen(jail, MG_JAIL_BUF);
+    if (jlen == 0 || jlen >= MG_JAIL_BUF || key->plen == 0 || key->plen > 128
         || pol->maxretry == 0 || pol->findtime < 1 || pol->bantime < 1) {
         return -1;
     }
@@ -292,7 +292,7 @@ void mg_localwin_queue_ban(mg_localwin_t *w, const mg_addr_t *key, int64_t expir
     q->key = *key;
     q->expiry = expiry;
     if (jail) {
-        size_t len = strnlen(jail, MG_JAIL_MAX - 1);
+        size_t len = strnlen(jail, MG_JAIL_NAME_MAX);
 
         memcpy(q->jail, jail, len);
     }

@@ -19,11 +19,11 @@
 #include <stdint.h>
 #include "mg_addr.h"
 #include "mg_policy.h"
+#include "mg_rules.h"
 
 /* Local windows remember at most this many failures per address; larger
  * maxretry values count exactly in Redis but saturate here. */
 #define MG_LOCALWIN_MAXRETRY 64
-#define MG_JAIL_MAX 48   /* longest jail name, NUL included */
 
 typedef struct mg_localwin mg_localwin_t;
 
@@ -38,7 +38,7 @@ int mg_localwin_record(mg_localwin_t *w, const char *jail, const mg_addr_t *key,
 typedef struct mg_pending_ban {
     mg_addr_t key;
     int64_t expiry;
-    char jail[MG_JAIL_MAX];
+    char jail[MG_JAIL_BUF];
 } mg_pending_ban_t;
 
 /* Queue a ban for Redis; pop the oldest (0 when empty).  The caller pops,

@@ -124,14 +124,17 @@ char *mg_duration_format(int64_t secs, char *buf, size_t size)
     return buf;
 }
 
+/* The module's defaults; dbmail_tap overrides maxretry with Fail2Ban's
+ * (see tap_config.c).  Webmail users mistype more often than mail
+ * clients, which retry a stored password. */
 void mg_policy_defaults(mg_policy_t *p)
 {
     p->maxretry = 10;
-    p->findtime = 600;
-    p->bantime = 3600;
+    p->findtime = 10 * 60;
+    p->bantime = 60 * 60;
     p->increment = 0;
     p->factor = 2.0;
-    p->maxtime = 7 * 86400;
+    p->maxtime = 7 * 24 * 60 * 60;
 }
 
 int64_t mg_policy_ban_seconds(const mg_policy_t *p, unsigned prev_bans)

@@ -72,7 +72,7 @@ void mg_store_format_expiry(int64_t expiry, char *buf, size_t size, size_t *len)
         *len = (size_t)snprintf(buf, size, "%lld", (long long)expiry);
 }
 
-int mg_store_jail_word(const char *s)
+int mg_store_id_word(const char *s)
 {
     for (; *s; s++)
         if ((unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7f)
@@ -80,19 +80,14 @@ int mg_store_jail_word(const char *s)
     return 1;
 }
 
-/* Jail names travel in event messages: one printable word, bounded so the
- * subscriber's jail field holds it. */
+/* Jail names travel in keys and event messages: the configurations'
+ * rule, checked again here for callers that did not read a file. */
 int mg_store_jail_ok(mg_store_t *st, const char *jail)
 {
-    size_t n = jail != NULL ? strlen(jail) : 0;
+    const char *why = NULL;
 
-    if (n == 0 || n >= sizeof(((mg_store_event_t *)0)->jail)) {
-        mg_store_seterr(st, "jail name must be 1-%zu characters",
-                        sizeof(((mg_store_event_t *)0)->jail) - 1);
-        return -1;
-    }
-    if (!mg_store_jail_word(jail)) {
-        mg_store_seterr(st, "jail name must be printable ASCII without spaces");
+    if (jail == NULL || mg_rule_jail_name(jail, &why) != 0) {
+        mg_store_seterr(st, "jail name: %s", why != NULL ? why : "missing");
         return -1;
     }
     return 0;
@@ -172,7 +167,7 @@ int mg_store_id_ok(mg_store_t *st, const char *id)
     if (id == NULL)
         return 0;
     n = strlen(id);
-    if (n >= MG_FAILURE_IDLEN || (n > 0 && !mg_store_jail_word(id))) {
+    if (n >= MG_FAILURE_IDLEN || (n > 0 && !mg_store_id_word(id))) {
         mg_store_seterr(st, "failure identity must be at most %d printable characters "
                             "without spaces", MG_FAILURE_IDLEN - 1);
         return -1;

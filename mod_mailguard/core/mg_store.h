@@ -36,6 +36,7 @@
 #include <stdint.h>
 #include "mg_addr.h"
 #include "mg_policy.h"
+#include "mg_rules.h"
 
 #define MG_STORE_DEFAULT_URL "redis://127.0.0.1:6379"
 #define MG_STORE_DEFAULT_PREFIX "mailguard:"
@@ -185,7 +186,7 @@ typedef struct mg_store_event {
     int is_ban;             /* 1 ban, 0 unban */
     mg_addr_t key;
     int64_t expiry;         /* for ban */
-    char jail[48];
+    char jail[MG_JAIL_BUF];
 } mg_store_event_t;
 
 int mg_store_subscribe(mg_store_t *st);

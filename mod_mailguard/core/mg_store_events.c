@@ -240,7 +240,7 @@ static int parse_event(const char *msg, size_t len, mg_store_event_t *ev)
         || parse_expiry_text(exp, &ev->expiry) != 0)
         return -1;
     if (pos == len || token(msg, len, &pos, ev->jail, sizeof(ev->jail)) != 0 || pos != len
-        || !mg_store_jail_word(ev->jail))
+        || mg_rule_jail_name(ev->jail, &why) != 0)
         return -1;
     ev->is_ban = 1;
     return 0;

@@ -147,8 +147,8 @@ int mg_store_confirm(mg_store_t *st);
 /* The batch scratch, freed with the store. */
 void mg_store_batch_free(mg_store_t *st);
 
-/* 1 when s is one word of printable ASCII (no spaces, no controls): the
- * jail names the store sends and the subscriber accepts. */
-int mg_store_jail_word(const char *s);
+/* 1 when s is one word of printable ASCII (no spaces, no controls): what
+ * a failure identity may be (jail names follow mg_rule_jail_name). */
+int mg_store_id_word(const char *s);
 
 #endif

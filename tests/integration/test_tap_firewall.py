@@ -6,6 +6,7 @@ so the host's own firewall is never touched.  Redis listens on a unix
 socket as well, which the namespaced daemon reaches through the file
 system (a namespace has its own loopback)."""
 import os
+import re
 import secrets
 import shutil
 import stat
@@ -229,3 +230,33 @@ def test_ipv4_and_ipv6_prefix_bans_both_survive_a_full_rebuild(nft_tap, uredis):
     assert "2001:db8:5:: timeout" in text and "set v6_64 " in text
     assert ":: timeout" in text
     assert nft_tap.stop() == 0
+
+
+def test_prefixfloor_decides_how_wide_a_ban_reaches_the_firewall(build_dir, tmp_path, uredis,
+                                                                netns):
+    """A /12 in the shared set is refused by default (wider than /16) and
+    logged once; with `prefixfloor = 8 48` the same member is applied and
+    an IPv6 /40 is refused instead."""
+    expiry = time.time() + 600
+    for member in ("10.16.0.0/12", "2001:db8::/40", "198.51.100.0/24"):
+        ban_from_elsewhere(uredis, member, expiry)
+    for floor, v4_in, v6_in in ((None, False, True), ("8 48", True, False)):
+        default = {"port": "143"}
+        if floor is not None:
+            default["prefixfloor"] = floor
+        t = TapDaemon(build_dir, tmp_path, uredis, banaction="nftables", default=default)
+        open(t.logfile, "w").close()
+        t.netns = netns
+        try:
+            start_in_ns(t)
+            wait_for(lambda: "198.51.100.0 timeout" in nft_table(netns), 5, what="snapshot")
+            text = nft_table(netns)
+            assert ("10.16.0.0 timeout" in text) == v4_in, text
+            assert ("2001:db8:: timeout" in text) == v6_in, text
+            refused = "10.16.0.0/12" if not v4_in else "2001:db8::/40"
+            t.wait_log("MG0649: refused from Redis: .*%s" % re.escape(refused), timeout=5)
+            assert t.stop() == 0
+        finally:
+            t.kill()
+        subprocess.run([IP, "netns", "exec", netns, NFT, "delete", "table", "inet",
+                        "mailguard"], check=False)

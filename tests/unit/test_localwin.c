@@ -269,7 +269,7 @@ START_TEST(bad_arguments)
     mg_policy_t p = policy(3, 60, 60);
     mg_record_result_t r;
     mg_addr_t k = addr("10.0.0.1"), bad = k;
-    char longjail[MG_JAIL_MAX + 8];
+    char longjail[MG_JAIL_BUF + 8];
 
     memset(longjail, 'x', sizeof(longjail) - 1);
     longjail[sizeof(longjail) - 1] = '\0';
@@ -280,10 +280,10 @@ START_TEST(bad_arguments)
     ck_assert_int_eq(mg_localwin_record(w, "j", &k, T0, &p, NULL), -1);
     ck_assert_int_eq(mg_localwin_record(w, "", &k, T0, &p, &r), -1);
     ck_assert_int_eq(mg_localwin_record(w, longjail, &k, T0, &p, &r), -1);
-    longjail[MG_JAIL_MAX - 1] = '\0';   /* 47 characters: the longest accepted */
+    longjail[MG_JAIL_NAME_MAX] = '\0';   /* 47 characters: the longest accepted */
     ck_assert_int_eq(mg_localwin_record(w, longjail, &k, T0, &p, &r), 0);
-    longjail[MG_JAIL_MAX - 1] = 'x';
-    longjail[MG_JAIL_MAX] = '\0';       /* 48: one too many */
+    longjail[MG_JAIL_NAME_MAX] = 'x';
+    longjail[MG_JAIL_BUF] = '\0';       /* 48: one too many */
     ck_assert_int_eq(mg_localwin_record(w, longjail, &k, T0, &p, &r), -1);
     bad.plen = 0;
     ck_assert_int_eq(mg_localwin_record(w, "j", &bad, T0, &p, &r), -1);
@@ -444,7 +444,7 @@ START_TEST(pending_queue)
     pb.key = addr("10.0.0.1");
     mg_localwin_queue_ban(w, &pb.key, T0, longjail);
     ck_assert_int_eq(mg_localwin_pop_ban(w, &pb), 1);
-    ck_assert_uint_eq(strlen(pb.jail), MG_JAIL_MAX - 1);
+    ck_assert_uint_eq(strlen(pb.jail), MG_JAIL_NAME_MAX);
     mg_localwin_queue_ban(w, &pb.key, T0, NULL);
     ck_assert_int_eq(mg_localwin_pop_ban(w, &pb), 1);
     ck_assert_str_eq(pb.jail, "");

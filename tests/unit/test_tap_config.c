@@ -251,15 +251,15 @@ END_TEST
 
 START_TEST(value_errors)
 {
-    /* the message from the brief, exactly */
+    /* file, line, key, what is wrong and the value */
     parse_bad("[DEFAULT]\n\n\n\n\n\n\n\n\n\n\nmaxretry = abc\n",
-              "t.conf:12: maxretry: not a positive integer: 'abc'", NULL);
-    parse_bad("[j]\nmaxretry = 0\n", "t.conf:2: maxretry: not a positive integer: '0'", NULL);
+              "t.conf:12: maxretry: not a count from 1 to 100000 (not a decimal number): 'abc'", NULL);
+    parse_bad("[j]\nmaxretry = 0\n", "t.conf:2: maxretry: not a count from 1 to 100000 (number below the minimum): '0'", NULL);
     parse_bad("[j]\nmaxretry = -3\n", "maxretry", "'-3'");
-    parse_bad("[j]\nmaxretry =\n", "maxretry: not a positive integer: ''", NULL);
+    parse_bad("[j]\nmaxretry =\n", "maxretry: not a count from 1 to 100000", NULL);
     parse_bad("[j]\nenabled = maybe\n", "t.conf:2: enabled: not a boolean", "'maybe'");
     parse_bad("[j]\nfindtime = 10x\n", "t.conf:2: findtime: not a duration", "'10x'");
-    parse_bad("[j]\nfindtime = 0\n", "findtime: must be at least 1s", NULL);
+    parse_bad("[j]\nfindtime = 0\n", "findtime: not a duration of at least 1s", "(must be at least 1 second)");
     parse_bad("[j]\nbantime = -1\n", "bantime: not a duration", "'-1'");
     parse_bad("[j]\nbantime = 1h\n  30m\n", "t.conf:3: bantime: takes a single value", NULL);
     parse_bad("[j]\nmaxretry = 5\n  6\n", "t.conf:3: maxretry: takes a single value", "'6'");
@@ -286,8 +286,8 @@ START_TEST(value_errors)
     parse_bad("[j]\nlogpath = /var/log/a tail\n", "logpath: not an absolute path", "'tail'");
     parse_bad("[DEFAULT]\nredis = http://x\n", "t.conf:2: redis: not a Redis URL", NULL);
     parse_bad("[DEFAULT]\nredis = redis://u:s3cret@\n", "redis: not a Redis URL", NULL);
-    parse_bad("[DEFAULT]\nprefix =\n", "prefix: must be 1-64 characters", NULL);
-    parse_bad("[DEFAULT]\nprefix = a b\n", "prefix: no spaces", NULL);
+    parse_bad("[DEFAULT]\nprefix =\n", "prefix: must be 1 to 64 characters", NULL);
+    parse_bad("[DEFAULT]\nprefix = a b\n", "prefix: contains a space or control character", NULL);
     parse_bad("[DEFAULT]\nstatefile = state\n", "statefile: not an absolute path", NULL);
     parse_bad("[DEFAULT]\nbanaction = iptables\n",
               "t.conf:2: banaction: not one of none, nftables, ipfw: 'iptables'", NULL);
@@ -482,7 +482,7 @@ START_TEST(load_from_disk)
     close(fd);
     ck_assert_int_eq(tap_config_load(path, &cfg, err, sizeof(err)), -1);
     char want[128];
-    snprintf(want, sizeof(want), "%s:13: maxretry: not a positive integer: 'lots'", path);
+    snprintf(want, sizeof(want), "%s:13: maxretry: not a count from 1 to 100000 (not a decimal number): 'lots'", path);
     ck_assert_str_eq(err, want);
     unlink(path);
 
