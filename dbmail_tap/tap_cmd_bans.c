@@ -109,7 +109,7 @@ static void fmt_expiry(int64_t expiry, int64_t now, char *when, size_t wl, char 
         snprintf(left, ll, "permanent");
         return;
     }
-    tap_log_utc(expiry, when, wl);
+    mg_time_format_utc(expiry, when, wl);
     mg_duration_format(expiry > now ? expiry - now : 0, left, ll);
 }
 

@@ -113,12 +113,3 @@ void tap_log(tap_log_level_t level, const char *fmt, ...)
     va_end(ap);
 }
 
-char *tap_log_utc(int64_t secs, char *buf, size_t size)
-{
-    time_t t = (time_t)secs;
-    struct tm tm;
-
-    gmtime_r(&t, &tm);
-    strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return buf;
-}

@@ -34,9 +34,6 @@ void tap_log(tap_log_level_t level, const char *fmt, ...)
 void tap_vlog(tap_log_level_t level, const char *fmt, va_list ap)
     __attribute__((format(printf, 2, 0)));
 
-/* Unix seconds as "YYYY-MM-DDTHH:MM:SSZ" (UTC) into buf; returns buf.  The
- * one spelling of a ban's end in messages and command output. */
-char *tap_log_utc(int64_t secs, char *buf, size_t size);
 
 #define tap_error(...) tap_log(TAP_LOG_ERROR, __VA_ARGS__)
 #define tap_warn(...) tap_log(TAP_LOG_WARN, __VA_ARGS__)

@@ -240,12 +240,7 @@ static void log_ban(const tap_jail_t *j, const mg_addr_t *key, const mg_record_r
     char txt[MG_ADDR_STRLEN], until[32];
 
     mg_addr_format(key, txt, sizeof(txt));
-    if (res->expiry == MG_EXPIRY_NEVER) {
-        snprintf(until, sizeof(until), "forever");
-    }
-    else {
-        tap_log_utc(res->expiry, until, sizeof(until));
-    }
+    mg_time_format_utc(res->expiry, until, sizeof(until));
     tap_notice("MG0621: Ban %s [%s] after %u failures until %s (ban #%u)", txt, j->name,
                res->count, until, res->bans);
 }

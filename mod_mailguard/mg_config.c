@@ -20,7 +20,6 @@
 #include "http_core.h"
 #include "apr_strings.h"
 
-#include "mod_mailguard.h"
 #include "mg_config.h"
 #include "mg_rules.h"
 
@@ -246,6 +245,19 @@ void mg_srv_prefix_floor(const server_rec *s, unsigned *v4, unsigned *v6)
 
     *v4 = c->floor4 > 0 ? (unsigned)c->floor4 : MG_FLOOR4_DEFAULT;
     *v6 = c->floor6 > 0 ? (unsigned)c->floor6 : MG_FLOOR6_DEFAULT;
+}
+
+void mg_srv_store_cfg(const server_rec *s, mg_store_cfg_t *cfg, int connect_ms, int command_ms)
+{
+    const mg_store_url_t *url = mg_srv_redis_url(s);
+
+    memset(cfg, 0, sizeof(*cfg));
+    if (url != NULL) {
+        cfg->url = *url;
+    }
+    cfg->prefix = mg_srv_key_prefix(s);
+    cfg->connect_timeout_ms = connect_ms;
+    cfg->command_timeout_ms = command_ms;
 }
 
 apr_int64_t mg_srv_sync_interval(const server_rec *s)

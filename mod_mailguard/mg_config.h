@@ -98,6 +98,10 @@ const mg_store_url_t *mg_srv_redis_url(const server_rec *s);
 const char *mg_srv_key_prefix(const server_rec *s);
 apr_uint32_t mg_srv_table_size(const server_rec *s);
 apr_int64_t mg_srv_sync_interval(const server_rec *s);
+/* The store settings of this server's Redis (URL, key prefix) with the
+ * caller's timeouts, in milliseconds. */
+void mg_srv_store_cfg(const server_rec *s, mg_store_cfg_t *cfg, int connect_ms,
+                      int command_ms);
 /* MailGuardPrefixFloor: the shortest IPv4 / IPv6 prefix (family-relative)
  * a ban from Redis may have to be applied. */
 void mg_srv_prefix_floor(const server_rec *s, unsigned *v4, unsigned *v6);

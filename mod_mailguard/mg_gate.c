@@ -26,7 +26,8 @@
 #include "http_log.h"
 #include "http_request.h"
 
-#include "mod_mailguard.h"
+#include "mg_gate.h"
+#include "mg_shm.h"
 #include "mg_config.h"
 
 APLOG_USE_MODULE(mailguard);

@@ -23,7 +23,8 @@
 #include "apr_strings.h"
 #include "apr_time.h"
 
-#include "mod_mailguard.h"
+#include "mg_shm.h"
+#include "mg_redis_pool.h"
 #include "mg_config.h"
 #include "mg_mirror.h"
 
@@ -293,7 +294,7 @@ static void mg_mirror_counted(mg_mirror_t *m, const mg_pending_failure_t *f,
     mg_addr_format(&f->key, addr, sizeof(addr));
     ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, m->s,
                  "MG0050: Ban %s (jail %s, %u failures, until %s)", addr, f->jail, res->count,
-                 mg_format_time(res->expiry, until, sizeof(until)));
+                 mg_time_format_utc(res->expiry, until, sizeof(until)));
 }
 
 /* Put back what Redis did not confirm (it goes again later; sent twice,
@@ -522,11 +523,11 @@ void mg_mirror_account(mg_mirror_t *m, mg_follow_t *f)
     char id[MG_STORE_IDLEN];
     uint64_t seq;
 
-    __atomic_store_n(&st->refused, fs->refused, __ATOMIC_RELAXED);
-    __atomic_store_n(&st->live_in_redis, fs->live, __ATOMIC_RELAXED);
-    __atomic_store_n(&st->in_step, (apr_uint32_t)fs->in_step, __ATOMIC_RELAXED);
+    mg_stat_set(&st->refused, fs->refused);
+    mg_stat_set(&st->live_in_redis, fs->live);
+    mg_flag_set(&st->in_step, (apr_uint32_t)fs->in_step);
     if (fs->last_check > 0) {
-        __atomic_store_n(&st->last_sync, (apr_int64_t)fs->last_check, __ATOMIC_RELAXED);
+        mg_time_set(&st->last_sync, (apr_int64_t)fs->last_check);
     }
     /* The position goes out only when the mirror is in step with it: a
      * sync process that dies mid-snapshot leaves none, and its successor
@@ -552,7 +553,7 @@ void mg_mirror_account(mg_mirror_t *m, mg_follow_t *f)
         }
         m->seen_snapshots = fs->snapshots;
         m->seen_check = fs->last_check;
-        __atomic_store_n(&st->not_mirrored, (apr_uint64_t)missing, __ATOMIC_RELAXED);
+        mg_stat_set(&st->not_mirrored, (apr_uint64_t)missing);
         if (missing > 0 && !m->full_logged) {
             m->full_logged = 1;
             ap_log_error(APLOG_MARK, APLOG_ERR, 0, m->s,

@@ -34,7 +34,8 @@
 #include "apr_network_io.h"
 #include "apr_strings.h"
 
-#include "mod_mailguard.h"
+#include "mg_addr.h"
+#include "mg_proxy.h"
 
 APLOG_USE_MODULE(mailguard);
 

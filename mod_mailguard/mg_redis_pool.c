@@ -23,7 +23,8 @@
 #include "ap_mpm.h"
 #include "apr_thread_mutex.h"
 
-#include "mod_mailguard.h"
+#include "mg_redis_pool.h"
+#include "mg_shm.h"
 #include "mg_config.h"
 
 APLOG_USE_MODULE(mailguard);
@@ -51,19 +52,6 @@ static struct {
     mg_slot_t *slots;
     int size;
 } mg_pool;
-
-void mg_redis_store_cfg(server_rec *s, mg_store_cfg_t *cfg, int connect_ms, int command_ms)
-{
-    const mg_store_url_t *url = mg_srv_redis_url(s);
-
-    memset(cfg, 0, sizeof(*cfg));
-    if (url != NULL) {
-        cfg->url = *url;
-    }
-    cfg->prefix = mg_srv_key_prefix(s);
-    cfg->connect_timeout_ms = connect_ms;
-    cfg->command_timeout_ms = command_ms;
-}
 
 static apr_status_t mg_pool_cleanup(void *data)
 {
@@ -112,17 +100,15 @@ static int mg_breaker_allow(apr_time_t now)
     mg_stats_t *st = mg_shm_stats();
     apr_int64_t at;
 
-    if (st == NULL || !__atomic_load_n(&st->redis_down, __ATOMIC_ACQUIRE)) {
+    if (st == NULL || !mg_flag_get(&st->redis_down)) {
         return 1;
     }
-    at = __atomic_load_n(&st->redis_retry_at, __ATOMIC_ACQUIRE);
+    at = mg_time_get(&st->redis_retry_at);
     if (now < at) {
         return 0;
     }
     /* Half-open: the one caller that moves the retry time probes. */
-    return __atomic_compare_exchange_n(&st->redis_retry_at, &at,
-                                       (apr_int64_t)(now + MG_BREAKER_RETRY), 0,
-                                       __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+    return mg_time_swap(&st->redis_retry_at, at, (apr_int64_t)(now + MG_BREAKER_RETRY));
 }
 
 mg_store_t *mg_redis_checkout(server_rec *s)
@@ -154,7 +140,7 @@ mg_store_t *mg_redis_checkout(server_rec *s)
     if (empty != NULL) {
         mg_store_cfg_t cfg;
         /* No socket yet: the store connects on its first call. */
-        mg_redis_store_cfg(s, &cfg, MG_POOL_CONNECT_MS, MG_POOL_COMMAND_MS);
+        mg_srv_store_cfg(s, &cfg, MG_POOL_CONNECT_MS, MG_POOL_COMMAND_MS);
         empty->st = mg_store_new(&cfg);
         if (empty->st != NULL) {
             empty->busy = 1;
@@ -177,14 +163,14 @@ static void mg_breaker_slow(server_rec *s, const char *why)
     if (st == NULL) {
         return;
     }
-    since = __atomic_load_n(&st->slow_since, __ATOMIC_ACQUIRE);
+    since = mg_time_get(&st->slow_since);
     if (since == 0 || now - since > MG_SLOW_WINDOW) {
         /* a new streak (races only blur which call starts it) */
-        __atomic_store_n(&st->slow_since, (apr_int64_t)now, __ATOMIC_RELEASE);
-        __atomic_store_n(&st->slow_streak, 1, __ATOMIC_RELEASE);
+        mg_time_set(&st->slow_since, (apr_int64_t)now);
+        mg_flag_set(&st->slow_streak, 1);
         return;
     }
-    streak = __atomic_add_fetch(&st->slow_streak, 1, __ATOMIC_ACQ_REL);
+    streak = mg_flag_add(&st->slow_streak, 1);
     if (streak >= MG_SLOW_STREAK) {
         mg_breaker_report(s, 0, why);
     }
@@ -201,9 +187,9 @@ void mg_redis_checkin(server_rec *s, mg_store_t *st, int rc)
     /* The store dropped its connection on an error; it reconnects on the
      * next call, so it can go back to the pool either way. */
     if (rc == 0) {
-        if (stats != NULL && __atomic_load_n(&stats->slow_streak, __ATOMIC_RELAXED) != 0) {
-            __atomic_store_n(&stats->slow_streak, 0, __ATOMIC_RELAXED);
-            __atomic_store_n(&stats->slow_since, 0, __ATOMIC_RELAXED);
+        if (stats != NULL && mg_flag_get(&stats->slow_streak) != 0) {
+            mg_flag_set(&stats->slow_streak, 0);
+            mg_time_set(&stats->slow_since, 0);
         }
         mg_breaker_report(s, 1, NULL);
     }
@@ -225,21 +211,24 @@ void mg_redis_checkin(server_rec *s, mg_store_t *st, int rc)
     apr_thread_mutex_unlock(mg_pool.lock);
 }
 
+int mg_breaker_open(void)
+{
+    const mg_stats_t *st = mg_shm_stats();
+
+    return st != NULL && mg_flag_get(&st->redis_down) != 0;
+}
+
 void mg_breaker_report(server_rec *s, int ok, const char *why)
 {
     mg_stats_t *st = mg_shm_stats();
     const mg_store_url_t *url = mg_srv_redis_url(s);
     char where[512];
-    apr_uint32_t expect;
 
     if (st == NULL || url == NULL) {
         return;
     }
     if (ok) {
-        expect = 1;
-        if (__atomic_load_n(&st->redis_down, __ATOMIC_RELAXED)
-            && __atomic_compare_exchange_n(&st->redis_down, &expect, 0, 0, __ATOMIC_ACQ_REL,
-                                           __ATOMIC_ACQUIRE)) {
+        if (mg_flag_get(&st->redis_down) && mg_flag_swap(&st->redis_down, 1, 0)) {
             mg_store_url_redacted(url, where, sizeof(where));
             ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s,
                          "MG0031: Redis at %s is reachable again: failures are recorded "
@@ -247,11 +236,8 @@ void mg_breaker_report(server_rec *s, int ok, const char *why)
         }
         return;
     }
-    __atomic_store_n(&st->redis_retry_at, (apr_int64_t)(apr_time_now() + MG_BREAKER_RETRY),
-                     __ATOMIC_RELEASE);
-    expect = 0;
-    if (__atomic_compare_exchange_n(&st->redis_down, &expect, 1, 0, __ATOMIC_ACQ_REL,
-                                    __ATOMIC_ACQUIRE)) {
+    mg_time_set(&st->redis_retry_at, (apr_int64_t)(apr_time_now() + MG_BREAKER_RETRY));
+    if (mg_flag_swap(&st->redis_down, 0, 1)) {
         mg_store_url_redacted(url, where, sizeof(where));
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
                      "MG0032: Redis at %s is unreachable (%s): failures are counted "

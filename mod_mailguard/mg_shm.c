@@ -26,7 +26,7 @@
 #include "apr_strings.h"
 #include "apr_general.h"
 
-#include "mod_mailguard.h"
+#include "mg_shm.h"
 #include "mg_config.h"
 
 APLOG_USE_MODULE(mailguard);

@@ -18,7 +18,9 @@
 #include "http_request.h"
 #include "apr_strings.h"
 
-#include "mod_mailguard.h"
+#include "mg_status.h"
+#include "mg_redis_pool.h"
+#include "mg_shm.h"
 #include "mg_config.h"
 
 APLOG_USE_MODULE(mailguard);
@@ -153,7 +155,7 @@ static mg_val_t mg_v_absent(void)
       mg_v_uint(mg_bantable_evicted(bt)),                                                   \
       "Bans dropped from the full mirror to make room for longer ones.")                    \
     X("InStep", "mailguard_in_step", MG_GAUGE,                                              \
-      mg_v_uint(__atomic_load_n(&st->in_step, __ATOMIC_RELAXED)),                           \
+      mg_v_uint(mg_flag_get(&st->in_step)),                           \
       "1 while the mirror follows Redis's change log, 0 during a snapshot or an outage.")   \
     X("EventsApplied", "mailguard_changes_applied_total", MG_COUNTER,                       \
       mg_v_uint(mg_stat_get(&st->events)), "Changes from the change log applied to the mirror.") \
@@ -170,7 +172,7 @@ static mg_val_t mg_v_absent(void)
       last > 0 ? mg_v_int(now - last) : mg_v_absent(),                                     \
       "Seconds since the sync job's last check of the change log (absent: never).")         \
     X("SyncPid", "mailguard_sync_pid", MG_GAUGE,                                            \
-      mg_v_uint(__atomic_load_n(&st->sync_leader, __ATOMIC_RELAXED)),                       \
+      mg_v_uint(mg_flag_get(&st->sync_leader)),                       \
       "Process id of the sync job (0: none running).")
 
 typedef struct mg_field {
@@ -188,12 +190,12 @@ static const mg_field_t mg_fields[] = {
 
 #define MG_NFIELDS (sizeof(mg_fields) / sizeof(mg_fields[0]))
 
-static const char *mg_redis_state(const server_rec *s, const mg_stats_t *st)
+static const char *mg_redis_state(const server_rec *s)
 {
     if (!mg_srv_redis_enabled(s)) {
         return "none";
     }
-    return __atomic_load_n(&st->redis_down, __ATOMIC_RELAXED) ? "down" : "up";
+    return mg_breaker_open() ? "down" : "up";
 }
 
 /* Every field's value, in table order.  where must outlive v. */
@@ -202,10 +204,10 @@ static void mg_status_snapshot(request_rec *r, const mg_stats_t *st, mg_bantable
                                mg_val_t v[MG_NFIELDS])
 {
     const mg_store_url_t *url = mg_srv_redis_url(r->server);
-    const char *redis_state = mg_redis_state(r->server, st);
+    const char *redis_state = mg_redis_state(r->server);
     /* the queue length is a plain load of a counter; no lock */
     apr_uint32_t pending = mg_localwin_pending(lw);
-    apr_int64_t last = __atomic_load_n(&st->last_sync, __ATOMIC_RELAXED);
+    apr_int64_t last = mg_time_get(&st->last_sync);
     apr_int64_t now = (apr_int64_t)apr_time_sec(apr_time_now());
     apr_size_t i = 0;
 
@@ -243,7 +245,7 @@ static void mg_plain_page(request_rec *r, const mg_val_t *v)
             break;
         case MG_V_TIME:
             ap_rprintf(r, "%s: %s\n", key,
-                       v[i].i > 0 ? mg_format_time(v[i].i, when, sizeof(when)) : "never");
+                       v[i].i > 0 ? mg_time_format_utc(v[i].i, when, sizeof(when)) : "never");
             break;
         }
     }

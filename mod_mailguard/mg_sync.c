@@ -54,7 +54,9 @@
 #include "apr_signal.h"
 #include "apr_thread_proc.h"
 
-#include "mod_mailguard.h"
+#include "mg_sync.h"
+#include "mg_shm.h"
+#include "mg_redis_pool.h"
 #include "mg_config.h"
 #include "mg_follow.h"
 #include "mg_mirror.h"
@@ -112,11 +114,8 @@ static int mg_stopping(void)
 /* SyncPid must not name a process that is gone. */
 static void mg_sync_forget(pid_t pid)
 {
-    apr_uint32_t was = (apr_uint32_t)pid;
-
     if (mg_shm_stats() != NULL) {
-        __atomic_compare_exchange_n(&mg_shm_stats()->sync_leader, &was, 0, 0,
-                                    __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+        mg_flag_swap(&mg_shm_stats()->sync_leader, (apr_uint32_t)pid, 0);
     }
 }
 
@@ -125,7 +124,7 @@ static void mg_sync_forget(pid_t pid)
 static void mg_sync_follow_cfg(server_rec *s, mg_follow_cfg_t *fc)
 {
     mg_follow_cfg_defaults(fc);
-    mg_redis_store_cfg(s, &fc->store, MG_SYNC_CONNECT_MS, MG_SYNC_COMMAND_MS);
+    mg_srv_store_cfg(s, &fc->store, MG_SYNC_CONNECT_MS, MG_SYNC_COMMAND_MS);
     fc->block_ms = MG_SYNC_WAIT_MS;
     fc->check_ms = (int)(mg_srv_sync_interval(s) * 1000 / 2);
     fc->retry_ms = (int)apr_time_as_msec(MG_SYNC_RETRY);
@@ -146,7 +145,7 @@ static int mg_sync_run(server_rec *s)
     int code = 1, more = 0;
 
     mg_sync_follow_cfg(s, &fc);
-    mg_redis_store_cfg(s, &cfg, MG_SYNC_CONNECT_MS, MG_SYNC_COMMAND_MS);
+    mg_srv_store_cfg(s, &cfg, MG_SYNC_CONNECT_MS, MG_SYNC_COMMAND_MS);
     mir = mg_mirror_new(s);
     cmd = mg_store_new(&cfg);
     fol = mir != NULL ? mg_follow_new(&fc, &mg_mirror_ops, mir) : NULL;
@@ -160,7 +159,7 @@ static int mg_sync_run(server_rec *s)
          * left: follow on from it rather than read the whole set. */
         mg_follow_resume(fol, id, seq);
     }
-    __atomic_store_n(&mg_shm_stats()->sync_leader, (apr_uint32_t)getpid(), __ATOMIC_RELAXED);
+    mg_flag_set(&mg_shm_stats()->sync_leader, (apr_uint32_t)getpid());
     ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, "MG0072: sync job running in pid %ld",
                  (long)getpid());
 
@@ -406,14 +405,14 @@ static void mg_sync_wait_first(server_rec *s)
     while (apr_time_now() < until && mg_sync.running) {
         /* (a job that died early is left to the MPM to reap and replace:
          * this wait just runs out) */
-        if (__atomic_load_n(&st->in_step, __ATOMIC_ACQUIRE)
+        if (mg_flag_get(&st->in_step)
             || mg_stat_get(&st->sync_errors) != errors0) {
             break;
         }
         apr_sleep(apr_time_from_msec(10));
     }
     ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, "MG0078: first read of the ban set %s",
-                 __atomic_load_n(&st->in_step, __ATOMIC_ACQUIRE) ? "done before serving"
+                 mg_flag_get(&st->in_step) ? "done before serving"
                                                                  : "still going: serving");
 }
 

@@ -29,7 +29,10 @@
 #include "apr_lib.h"
 #include "apr_strings.h"
 
-#include "mod_mailguard.h"
+#include "mg_watch.h"
+#include "mg_shm.h"
+#include "mg_redis_pool.h"
+#include "mg_proxy.h"
 #include "mg_config.h"
 #include "mg_classify.h"
 
@@ -37,25 +40,6 @@ APLOG_USE_MODULE(mailguard);
 
 /* A failure this quick comes from a dead socket, not a slow Redis. */
 #define MG_STALE_MS 20
-
-const char *mg_format_time(apr_int64_t secs, char *buf, apr_size_t size)
-{
-    apr_time_exp_t tm;
-
-    /* Beyond year 9999 is "forever" for every practical purpose, and
-     * keeps apr_time_from_sec() from overflowing. */
-    if (secs == MG_EXPIRY_NEVER || secs > APR_INT64_C(253402300799)) {
-        apr_cpystrn(buf, "forever", size);
-        return buf;
-    }
-    if (secs < 0 || apr_time_exp_gmt(&tm, apr_time_from_sec(secs)) != APR_SUCCESS) {
-        apr_cpystrn(buf, "?", size);
-        return buf;
-    }
-    apr_snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900,
-                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
-    return buf;
-}
 
 /* The request that ran the login: see the comment at the top. */
 static const request_rec *mg_ran(const request_rec *r)
@@ -147,7 +131,7 @@ static void mg_log_ban(request_rec *r, const mg_addr_t *key, const char *jail,
     char until[32];
 
     mg_addr_format(key, addr, sizeof(addr));
-    mg_format_time(expiry, until, sizeof(until));
+    mg_time_format_utc(expiry, until, sizeof(until));
     ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r,
                   "MG0050: Ban %s (jail %s, %u failures, until %s)", addr, jail, count, until);
 }
@@ -305,7 +289,7 @@ static void mg_record_failure(request_rec *r, const mg_dir_conf_t *d)
         /* Slow (the call may still run): only the queue, whose resend is a
          * duplicate if it did.  Gone: the local window decides too. */
         mg_record_later(r, d, &key, &pol, now, id,
-                        !slow || __atomic_load_n(&stats->redis_down, __ATOMIC_RELAXED));
+                        !slow || mg_breaker_open());
         return;
     }
     if (res.duplicate) {

@@ -3,9 +3,23 @@
  * deny banned clients before any handler runs.
  *
  * This file is the table of contents: the module record and the hooks,
- * each with the reason it sits where it does.  The work is in the files
- * listed in mod_mailguard.h; the policy itself (addresses, windows,
- * scripts, the ban table) is in core/, shared with dbmail_tap.
+ * each with the reason it sits where it does.  The work is in the glue
+ * files, one header each:
+ *
+ *   mg_config.c      directives, create/merge, typed getters
+ *   mg_shm.c         shared memory: ban mirror, local windows, send queue,
+ *                    counters and cross-process state, the writer mutex
+ *   mg_gate.c        deny banned clients before any handler
+ *   mg_watch.c       classify finished logins, record failures, log bans
+ *   mg_redis_pool.c  per-process Redis connections and the circuit breaker
+ *   mg_sync.c        the sync process: mirror, write-back, send queue
+ *   mg_mirror.c      what the sync process does with the change log
+ *   mg_status.c      the mailguard-status handler (plain and Prometheus)
+ *   mg_proxy.c       failures mod_remoteip could not attribute to a client
+ *
+ * The policy itself (addresses, windows, rules, scripts, the ban table,
+ * login classification) is in core/, shared with dbmail_tap, and never
+ * includes an httpd header.
  */
 #include "httpd.h"
 #include "http_config.h"
@@ -14,7 +28,13 @@
 #include "http_request.h"
 #include "http_protocol.h"
 
-#include "mod_mailguard.h"
+#include "mg_gate.h"
+#include "mg_proxy.h"
+#include "mg_redis_pool.h"
+#include "mg_shm.h"
+#include "mg_status.h"
+#include "mg_sync.h"
+#include "mg_watch.h"
 #include "mg_config.h"
 
 static int mg_pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 static const char *mg_why_dummy;
 
@@ -121,6 +122,22 @@ char *mg_duration_format(int64_t secs, char *buf, size_t size)
         tmp[n] = '\0';
     }
     snprintf(buf, size, "%s", tmp);
+    return buf;
+}
+
+char *mg_time_format_utc(int64_t secs, char *buf, size_t size)
+{
+    time_t t = (time_t)secs;
+    struct tm tm;
+
+    /* Beyond year 9999 is "forever" for every practical purpose. */
+    if (secs == MG_EXPIRY_NEVER || secs > INT64_C(253402300799)) {
+        snprintf(buf, size, "forever");
+    }
+    else if (secs < 0 || gmtime_r(&t, &tm) == NULL
+             || strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
+        snprintf(buf, size, "?");
+    }
     return buf;
 }
 

@@ -23,6 +23,12 @@ int mg_duration_parse(const char *s, int64_t *secs, const char **why);
 /* Shortest text for secs ("1h30m", "45s", "0s") into buf; returns buf. */
 char *mg_duration_format(int64_t secs, char *buf, size_t size);
 
+/* "2026-11-26T19:45:05Z" for secs (Unix seconds, UTC) into buf; "forever"
+ * for MG_EXPIRY_NEVER or beyond year 9999, "?" for a negative time.
+ * Returns buf.  Every ban line of the module and the tap says its expiry
+ * this way. */
+char *mg_time_format_utc(int64_t secs, char *buf, size_t size);
+
 typedef struct mg_policy {
     unsigned maxretry;      /* failures within findtime that ban (>= 1) */
     int64_t findtime;       /* seconds (>= 1) */

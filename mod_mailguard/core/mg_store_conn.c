@@ -424,19 +424,6 @@ mg_store_t *mg_store_new(const mg_store_cfg_t *cfg)
     return st;
 }
 
-void mg_store_free(mg_store_t *st)
-{
-    if (st == NULL)
-        return;
-    mg_store_drop(st);
-    if (st->sub != NULL)
-        redisFree(st->sub);
-    mg_store_batch_free(st);
-    memset(&st->url, 0, sizeof(st->url));
-    __asm__ __volatile__("" : : "r"(&st->url) : "memory");
-    free(st);
-}
-
 mg_store_errkind_t mg_store_error_kind(const mg_store_t *st)
 {
     return st->kind;

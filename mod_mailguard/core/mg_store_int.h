@@ -1,8 +1,11 @@
 /*
  * Inside the Redis store: shared by its files (mg_store_conn.c the
- * connection and script runner, mg_store.c the single calls,
- * mg_store_batch.c the pipelined failures, mg_store_events.c the
- * subscriber).  Not for other users of the core.
+ * connection and script runner, mg_store_args.c the arguments and
+ * replies, mg_store.c the single calls and the store's end,
+ * mg_store_batch.c the pipelined failures, mg_store_log.c the change log,
+ * mg_store_events.c the subscriber).  Calls go one way only: conn is a
+ * leaf, args calls conn, the others call both.  Not for other users of
+ * the core.
  */
 #ifndef MG_STORE_INT_H
 #define MG_STORE_INT_H

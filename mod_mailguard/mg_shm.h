@@ -1,42 +1,26 @@
 /*
- * Internal declarations shared by the module's files (not an API).
+ * The module's shared memory (mg_shm.c): the ban mirror, the local
+ * failure windows, the queues of failures for Redis, the counters and the
+ * cross-process state (Redis breaker, sync leader, change-log position),
+ * in one segment created before the children fork.
  *
- * mod_mailguard.c   module record and hook registration
- * mg_config.c       directives, create/merge, getters
- * mg_shm.c          shared memory (ban mirror, local windows, counters,
- *                   Redis breaker state) and the global writer mutex
- * mg_gate.c         deny banned clients before any handler
- * mg_watch.c        classify finished logins, record failures, log bans
- * mg_redis_pool.c   per-process Redis connections and the circuit breaker
- * mg_sync.c         the sync process that mirrors the Redis ban set
- * mg_status.c       the mailguard-status handler
- * mg_proxy.c        failures mod_remoteip could not attribute to a client
+ * Counters and flags are touched only through the accessors below, never
+ * under the mutex: counters with relaxed atomics (the status page reads
+ * them without locks), flags other processes act on with acquire/release.
  */
-#ifndef MOD_MAILGUARD_H
-#define MOD_MAILGUARD_H
+#ifndef MG_SHM_H
+#define MG_SHM_H
 
 #include "httpd.h"
-#include "http_config.h"
-#include "http_log.h"
-#include "apr_time.h"
+#include "apr_pools.h"
 
 #include "mg_addr.h"
 #include "mg_bantable.h"
 #include "mg_fqueue.h"
 #include "mg_localwin.h"
-#include "mg_policy.h"
-#include "mg_store.h"
-
-extern module AP_MODULE_DECLARE_DATA mailguard_module;
 
 #define MG_MUTEX_TYPE "mailguard-shm"
-#define MG_STATUS_HANDLER "mailguard-status"
 
-/*
- * Counters and cross-process state, in shared memory.  Updated with
- * atomic operations only (never under the mutex), read without locks by
- * the status handler.
- */
 typedef struct mg_stats {
     apr_uint64_t denied;          /* requests refused because of a ban */
     apr_uint64_t fail_seen;       /* failed logins classified */
@@ -81,6 +65,8 @@ typedef struct mg_shm_pos {
     char id[48];
 } mg_shm_pos_t;
 
+/* ---- counters (relaxed: statistics) ---- */
+
 static inline void mg_stat_inc(apr_uint64_t *counter)
 {
     __atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
@@ -91,7 +77,53 @@ static inline apr_uint64_t mg_stat_get(const apr_uint64_t *counter)
     return __atomic_load_n(counter, __ATOMIC_RELAXED);
 }
 
-/* mg_shm.c */
+static inline void mg_stat_set(apr_uint64_t *counter, apr_uint64_t v)
+{
+    __atomic_store_n(counter, v, __ATOMIC_RELAXED);
+}
+
+/* ---- flags and times other processes act on (acquire/release) ---- */
+
+static inline apr_uint32_t mg_flag_get(const apr_uint32_t *flag)
+{
+    return __atomic_load_n(flag, __ATOMIC_ACQUIRE);
+}
+
+static inline void mg_flag_set(apr_uint32_t *flag, apr_uint32_t v)
+{
+    __atomic_store_n(flag, v, __ATOMIC_RELEASE);
+}
+
+/* 1 when *flag held expect and now holds v. */
+static inline int mg_flag_swap(apr_uint32_t *flag, apr_uint32_t expect, apr_uint32_t v)
+{
+    return __atomic_compare_exchange_n(flag, &expect, v, 0, __ATOMIC_ACQ_REL,
+                                       __ATOMIC_ACQUIRE);
+}
+
+static inline apr_uint32_t mg_flag_add(apr_uint32_t *flag, apr_uint32_t d)
+{
+    return __atomic_add_fetch(flag, d, __ATOMIC_ACQ_REL);
+}
+
+static inline apr_int64_t mg_time_get(const apr_int64_t *t)
+{
+    return __atomic_load_n(t, __ATOMIC_ACQUIRE);
+}
+
+static inline void mg_time_set(apr_int64_t *t, apr_int64_t v)
+{
+    __atomic_store_n(t, v, __ATOMIC_RELEASE);
+}
+
+/* 1 when *t held expect and now holds v. */
+static inline int mg_time_swap(apr_int64_t *t, apr_int64_t expect, apr_int64_t v)
+{
+    return __atomic_compare_exchange_n(t, &expect, v, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
+
+/* ---- the segment ---- */
+
 apr_status_t mg_shm_pre_config(apr_pool_t *pconf);
 apr_status_t mg_shm_post_config(apr_pool_t *pconf, server_rec *s);
 void mg_shm_child_init(apr_pool_t *pchild, server_rec *s);
@@ -113,39 +145,5 @@ void mg_shm_unlock(server_rec *s);
 /* Lock, insert/remove, unlock.  0 on success. */
 int mg_shm_put_ban(server_rec *s, const mg_addr_t *key, apr_int64_t expiry);
 int mg_shm_del_ban(server_rec *s, const mg_addr_t *key);
-
-/* mg_gate.c */
-int mg_gate_post_perdir_config(request_rec *r);
-
-/* mg_watch.c */
-int mg_watch_log_transaction(request_rec *r);
-/* "2026-11-26T19:45:05Z", or "forever" for MG_EXPIRY_NEVER. */
-const char *mg_format_time(apr_int64_t secs, char *buf, apr_size_t size);
-
-/* mg_redis_pool.c */
-void mg_redis_child_init(apr_pool_t *pchild, server_rec *s);
-/* A connection for one call, or NULL: Redis off, breaker open, or every
- * connection busy.  Give it back with the call's return code: the breaker
- * opens when Redis is gone or refuses (the store's error kind), or after a
- * few timeouts in a row, never for one slow call. */
-mg_store_t *mg_redis_checkout(server_rec *s);
-void mg_redis_checkin(server_rec *s, mg_store_t *st, int rc);
-/* Store settings for a new connection (timeouts in milliseconds). */
-void mg_redis_store_cfg(server_rec *s, mg_store_cfg_t *cfg, int connect_ms, int command_ms);
-/* Breaker: report the outcome of a call made outside the pool. */
-void mg_breaker_report(server_rec *s, int ok, const char *why);
-
-/* mg_sync.c: forks the sync process (none with MailGuardRedis none). */
-apr_status_t mg_sync_post_config(apr_pool_t *pconf, server_rec *s);
-
-/* mg_proxy.c: reads mod_remoteip's directives from the configuration
- * tree (post_config, in the parent). */
-apr_status_t mg_proxy_post_config(apr_pool_t *pconf, server_rec *s);
-/* A failure from a trusted proxy whose header mod_remoteip could not use:
- * the address is the proxy's, not the client's. */
-int mg_proxy_unattributable(const request_rec *r);
-
-/* mg_status.c */
-int mg_status_handler(request_rec *r);
 
 #endif
