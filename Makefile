@@ -37,7 +37,7 @@ PYTHON   ?= /usr/bin/python3
 PYTEST   ?= $(PYTHON) -m pytest
 DOCS_SRC := $(wildcard build/docs/*.ini build/docs/*.in) build/docs/gendocs.py dbmail_tap/tap_cmd.h
 
-.PHONY: all deps test unit integration asan-test demo bench fuzz install uninstall clean format \
+.PHONY: all deps test lint unit integration asan-test demo bench fuzz install uninstall clean format \
         docs man deb package-test
 .DELETE_ON_ERROR:
 
@@ -98,8 +98,13 @@ $(B)/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(B)/libtap.a $(B)/libmg
 # ---- tests ----
 test: deps
 	$(MAKE) all unit-bins
+	sh build/lint.sh
 	sh build/run_unit.sh $(B)
 	$(MAKE) integration
+
+# clang-format, cppcheck and the layout rules (build/lint.sh).
+lint: deps
+	sh build/lint.sh
 
 unit-bins: $(UNIT_BIN)
 

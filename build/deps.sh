@@ -8,7 +8,7 @@ set -eu
 pkgs="apache2 apache2-dev libapr1-dev libaprutil1-dev libpcre2-dev
 libhiredis-dev redis-server redis-tools redis-sentinel spiped check pkg-config python3-pytest
 curl libapache2-mod-php nftables iproute2 gcc make valgrind binutils
-roundcube roundcube-sqlite3 dovecot-imapd php8.2-fpm"
+roundcube roundcube-sqlite3 dovecot-imapd php8.2-fpm clang-format cppcheck"
 case "${1:-}" in
 --extra)
     # Benchmarks and fuzzing only: not needed by `make test`.

@@ -377,7 +377,7 @@ static int64_t start_offset(tap_follow_t *f, tfile_t *t, src_t *s, const struct 
     return 0;
 }
 
-static int open_src(tap_follow_t *f, tfile_t *t, unsigned idx, int at_start)
+static int open_src(tap_follow_t *f, tfile_t *t, int at_start)
 {
     src_t *s = &t->cur;
     struct stat st;
@@ -428,7 +428,6 @@ static int open_src(tap_follow_t *f, tfile_t *t, unsigned idx, int at_start)
     t->seen = 1;
     t->missing_logged = 0;
     f->changes++;
-    (void)idx;
     return 0;
 }
 
@@ -456,7 +455,7 @@ static void check_file(tap_follow_t *f, unsigned idx, int force_reopen)
         }
     }
     if (s->fd < 0) {
-        if (open_src(f, t, idx, 0) != 0) {
+        if (open_src(f, t, 0) != 0) {
             add_dir_watch(f, t);
             return;
         }
@@ -490,7 +489,7 @@ static void check_file(tap_follow_t *f, unsigned idx, int force_reopen)
         t->prev_until_ms = now_ms() + TAP_FOLLOW_GRACE_MS;
         src_init(s);
         s->gen = t->prev.gen;
-        if (open_src(f, t, idx, 0) == 0) {
+        if (open_src(f, t, 0) == 0) {
             t->pending = drain(f, t, s, idx, DRAIN_BUDGET);
         }
     }
@@ -520,7 +519,7 @@ void tap_follow_start(tap_follow_t *f)
 {
     for (unsigned i = 0; i < f->n; i++) {
         tfile_t *t = &f->files[i];
-        if (open_src(f, t, i, 1) == 0) {
+        if (open_src(f, t, 1) == 0) {
             t->pending = drain(f, t, &t->cur, i, DRAIN_BUDGET);
         }
         else {
@@ -666,26 +665,22 @@ uint64_t tap_follow_identity(tap_follow_t *f, unsigned file, uint32_t gen)
     src_t *s = NULL;
     uint64_t h;
 
-    if (file >= f->n) {
-        return 0;
-    }
-    if (f->files[file].cur.fd >= 0 && f->files[file].cur.gen == gen) {
+    if (file < f->n && f->files[file].cur.fd >= 0 && f->files[file].cur.gen == gen) {
         s = &f->files[file].cur;
     }
-    else if (f->files[file].prev.fd >= 0 && f->files[file].prev.gen == gen) {
+    else if (file < f->n && f->files[file].prev.fd >= 0 && f->files[file].prev.gen == gen) {
         s = &f->files[file].prev;
     }
     if (s == NULL) {
         return 0;
     }
-    /* a file opened empty has no first line yet; it has one now that a
-     * line of it is handed over */
+    /* a file opened empty has a first line now that one is handed over */
     if (!s->has_hash) {
         s->has_hash = tap_follow_first_hash(s->fd, &s->hash) == 0;
     }
-    h = s->has_hash ? s->hash : 0;
-    h ^= ((uint64_t)s->dev * 0x9e3779b97f4a7c15ULL) + ((uint64_t)s->ino << 1);
-    /* splitmix64 finaliser: identities differ in all bits, not in a few */
+    /* mixed by splitmix64's finaliser: identities differ in all bits */
+    h = (s->has_hash ? s->hash : 0)
+        ^ (((uint64_t)s->dev * 0x9e3779b97f4a7c15ULL) + ((uint64_t)s->ino << 1));
     h ^= h >> 30;
     h *= 0xbf58476d1ce4e5b9ULL;
     h ^= h >> 27;

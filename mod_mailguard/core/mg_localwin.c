@@ -171,7 +171,8 @@ static mg_lw_entry_t *mg_lw_slot(mg_localwin_t *w, const char *jail, size_t jlen
     mg_lw_entry_t *ent = mg_lw_entries(w);
     uint32_t probe = w->entries < MG_LW_PROBE ? w->entries : MG_LW_PROBE;
     uint32_t start = mg_lw_hash(jail, jlen, key) % w->entries;
-    mg_lw_entry_t *victim = NULL, *e;
+    /* the first slot probed until an older one is seen (entries >= 1) */
+    mg_lw_entry_t *victim = &ent[start], *e;
     uint32_t i;
 
     for (i = 0; i < probe; i++) {
@@ -184,7 +185,7 @@ static mg_lw_entry_t *mg_lw_slot(mg_localwin_t *w, const char *jail, size_t jlen
         if (mg_lw_match(e, jail, jlen, key)) {
             return e;
         }
-        if (!victim || e->last_touch < victim->last_touch) {
+        if (e->last_touch < victim->last_touch) {
             victim = e;
         }
     }
