@@ -63,14 +63,17 @@ def tunnel(tmp_path, redis_server):
         subprocess.Popen([SPIPED, "-F", "-e", "-s", "[127.0.0.1]:%d" % client_port,
                           "-t", "[127.0.0.1]:%d" % server_port, "-k", key]),
     ]
-    for port in (server_port, client_port):
-        assert wait_for(lambda p=port: listening(p), within=5), "spiped did not listen"
-    # the ACL user, exactly as the README gives it
-    redis_server.cmd("ACL", "SETUSER", "mailguard", "on", ">Tunnel-Pw9", *readme_acl_line())
-    yield {"port": client_port, "server_port": server_port}
-    for p in procs:
-        p.kill()
-        p.wait(timeout=5)
+    try:
+        for port in (server_port, client_port):
+            assert wait_for(lambda p=port: listening(p), within=5), "spiped did not listen"
+        # the ACL user, exactly as the README gives it
+        redis_server.cmd("ACL", "SETUSER", "mailguard", "on", ">Tunnel-Pw9",
+                         *readme_acl_line())
+        yield {"port": client_port, "server_port": server_port}
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait(timeout=5)
 
 
 def test_the_module_and_the_tap_work_through_spiped_as_the_acl_user(tunnel, redis_server,
