@@ -34,6 +34,7 @@ typedef struct src {
     size_t plen, pcap;
     int skipping;           /* inside an over-long line */
     uint32_t gen;
+    uint32_t epoch;         /* truncations seen: part of the identity */
     uint64_t hash;
     int has_hash;
     int wd;
@@ -352,11 +353,12 @@ static int drain(tap_follow_t *f, tfile_t *t, src_t *s, unsigned idx, size_t bud
     }
 }
 
-/* Decide where a newly opened file starts. */
+/* Decide where a newly opened file starts, and its epoch. */
 static int64_t start_offset(tap_follow_t *f, tfile_t *t, src_t *s, const struct stat *st,
                             const char **how)
 {
     (void)f;
+    s->epoch = 0;
     if (t->have_saved && !t->seen) {
         uint64_t h;
         int hh = tap_follow_first_hash(s->fd, &h) == 0;
@@ -364,7 +366,13 @@ static int64_t start_offset(tap_follow_t *f, tfile_t *t, src_t *s, const struct 
         if ((uint64_t)st->st_ino == t->saved.ino && same_hash
             && st->st_size >= t->saved.off) {
             *how = "resuming";
+            s->epoch = t->saved.epoch;
             return t->saved.off;
+        }
+        /* the same inode emptied while stopped: its lines are new ones
+         * even where they repeat the old first line */
+        if ((uint64_t)st->st_ino == t->saved.ino) {
+            s->epoch = t->saved.epoch + 1;
         }
         *how = "replaced while stopped: from the start";
         return 0;
@@ -439,6 +447,10 @@ static void truncated(tap_follow_t *f, tfile_t *t, src_t *s, const char *why)
     s->off = 0;
     src_reset_lines(s);
     s->gen++;
+    /* the new content may open with the very line the old one did (the
+     * same message in the same second): only the epoch tells their lines
+     * apart, so Redis does not take the new ones for the old resent */
+    s->epoch++;
     s->has_hash = tap_follow_first_hash(s->fd, &s->hash) == 0;
     f->changes++;
 }
@@ -657,6 +669,7 @@ int tap_follow_position(const tap_follow_t *f, unsigned file, tap_follow_pos_t *
     pos->off = (s->plen > 0 || s->skipping) ? s->line_start : s->off;
     pos->hash = s->hash;
     pos->has_hash = s->has_hash;
+    pos->epoch = s->epoch;
     *gen = s->gen;
     return 1;
 }
@@ -685,6 +698,9 @@ uint64_t tap_follow_identity(tap_follow_t *f, unsigned file, uint32_t gen)
     }
     h = s->has_hash ? s->hash : 0;
     h ^= ((uint64_t)s->dev * 0x9e3779b97f4a7c15ULL) + ((uint64_t)s->ino << 1);
+    /* epoch 0 adds nothing: identities of files never truncated are the
+     * ones earlier versions gave */
+    h += (uint64_t)s->epoch * 0xd6e8feb86659fd93ULL;
     /* splitmix64 finaliser: identities differ in all bits, not in a few */
     h ^= h >> 30;
     h *= 0xbf58476d1ce4e5b9ULL;

@@ -36,6 +36,10 @@ typedef struct tap_follow_pos {
     int64_t off;        /* end of the last complete line handed over */
     uint64_t hash;      /* of the first line (tap_follow_first_hash) */
     int has_hash;
+    /* Times the file was seen emptied or rewritten in place (truncation):
+     * what tells its new content from its old one when both start with
+     * the same line (see tap_follow_identity). */
+    uint32_t epoch;
 } tap_follow_pos_t;
 
 typedef struct tap_follow tap_follow_t;
@@ -73,11 +77,13 @@ int tap_follow_position(const tap_follow_t *f, unsigned file, tap_follow_pos_t *
                         uint32_t *gen);
 /*
  * A number naming the file that generation gen of file index is read
- * from: its device, inode and first line, so it stays the same across a
- * restart of the daemon and differs for the next file at that path (even
- * one given the same inode).  With a line's offset it names the line, which
- * lets Redis count a line sent twice once.  0 when that generation is no
- * longer open.
+ * from: its device, inode, first line and epoch (truncations seen, kept in
+ * the statefile), so it stays the same across a restart of the daemon and
+ * differs for the next file at that path (even one given the same inode)
+ * and for the content written after a truncation (even one that starts
+ * with the same line).  With a line's offset it names the line, which lets
+ * Redis count a line sent twice once.  0 when that generation is no longer
+ * open.
  */
 uint64_t tap_follow_identity(tap_follow_t *f, unsigned file, uint32_t gen);
 /* Over-long lines skipped so far.  (Lines handed over are counted by the

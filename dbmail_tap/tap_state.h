@@ -1,7 +1,8 @@
 /*
  * The statefile: where each followed log was left, so that a restart
  * reads what was written meanwhile and nothing twice.  One text line per
- * path ("v1 INODE OFFSET HASH PATH", HASH in hex or "-"), replaced
+ * path ("v1 INODE OFFSET HASH PATH", HASH in hex or "-"; "v2 INODE OFFSET
+ * HASH EPOCH PATH" once the file was truncated, see tap_follow_pos_t), replaced
  * atomically (temporary file, fsync, rename) so a crash leaves either the
  * old or the new state, never half of one.  The temporary file,
  * "FILE.tmp.PID", is always a new file (O_EXCL | O_NOFOLLOW): a symlink
