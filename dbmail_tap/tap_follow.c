@@ -4,9 +4,11 @@
 #include "tap_follow.h"
 #include "tap_log.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
@@ -53,6 +55,16 @@ typedef struct tfile {
     int have_saved;
     tap_follow_pos_t saved;
     int pending;            /* budget ran out: more to read */
+    /* generations rotated away, oldest first (tap_follow_rotated) */
+    tap_follow_pos_t rot[TAP_FOLLOW_ROTATED];
+    uint32_t rot_gen[TAP_FOLLOW_ROTATED];
+    unsigned nrot;
+    /* files a previous run left rotated away and not all stored: read at
+     * start (tap_follow_add_rotated) */
+    tap_follow_pos_t resume[TAP_FOLLOW_ROTATED + 1];
+    int resume_queued[TAP_FOLLOW_ROTATED + 1];  /* 1: it held failures not stored */
+    unsigned nresume;
+    int successor;          /* the path's file came after those: read it all */
 } tfile_t;
 
 struct tap_follow {
@@ -377,7 +389,7 @@ static int64_t start_offset(tap_follow_t *f, tfile_t *t, src_t *s, const struct 
         *how = "replaced while stopped: from the start";
         return 0;
     }
-    if (!t->seen && !t->have_saved && t->missing_logged == 0) {
+    if (!t->seen && !t->have_saved && !t->successor && t->missing_logged == 0) {
         *how = "never seen: from its end";
         return st->st_size;
     }
@@ -455,6 +467,112 @@ static void truncated(tap_follow_t *f, tfile_t *t, src_t *s, const char *why)
     f->changes++;
 }
 
+/* Keep the identity of a generation rotated away: while failures of its
+ * lines wait for Redis, the statefile must be able to name the file. */
+static void remember_rotated(tfile_t *t, const src_t *s)
+{
+    tap_follow_pos_t *p;
+
+    if (t->nrot == TAP_FOLLOW_ROTATED) {
+        memmove(&t->rot[0], &t->rot[1], (TAP_FOLLOW_ROTATED - 1) * sizeof(t->rot[0]));
+        memmove(&t->rot_gen[0], &t->rot_gen[1], (TAP_FOLLOW_ROTATED - 1) * sizeof(t->rot_gen[0]));
+        t->nrot--;
+    }
+    p = &t->rot[t->nrot];
+    memset(p, 0, sizeof(*p));
+    p->ino = (uint64_t)s->ino;
+    p->hash = s->hash;
+    p->has_hash = s->has_hash;
+    p->epoch = s->epoch;
+    t->rot_gen[t->nrot++] = s->gen;
+}
+
+/* Open the file of the path's directory that has pos's inode and first
+ * line, and is at least pos->off long.  The descriptor and its name in
+ * name, or -1. */
+static int open_by_inode(const tfile_t *t, const tap_follow_pos_t *pos, struct stat *st,
+                         char *name, size_t len)
+{
+    DIR *d = opendir(t->dir);
+    struct dirent *de;
+    int fd = -1;
+
+    if (d == NULL) {
+        return -1;
+    }
+    while (fd < 0 && (de = readdir(d)) != NULL) {
+        uint64_t h;
+        if ((de->d_type != DT_REG && de->d_type != DT_UNKNOWN) || strcmp(de->d_name, t->base) == 0
+            || fstatat(dirfd(d), de->d_name, st, AT_SYMLINK_NOFOLLOW) != 0
+            || !S_ISREG(st->st_mode) || (uint64_t)st->st_ino != pos->ino) {
+            continue;
+        }
+        fd = openat(dirfd(d), de->d_name, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0) {
+            continue;
+        }
+        /* the very file, not one given its inode since */
+        if (fstat(fd, st) != 0 || (uint64_t)st->st_ino != pos->ino || st->st_size < pos->off
+            || (pos->has_hash && (tap_follow_first_hash(fd, &h) != 0 || h != pos->hash))) {
+            close(fd);
+            fd = -1;
+            continue;
+        }
+        snprintf(name, len, "%s/%s", t->dir, de->d_name);
+    }
+    closedir(d);
+    return fd;
+}
+
+/* At start: read the files a previous run left rotated away with failures
+ * not stored, oldest first, each as a generation of its own before the
+ * file now at the path.  Each keeps its identity (inode, first line,
+ * epoch), so a line of it that Redis had is met as a duplicate. */
+static void resume_rotated(tap_follow_t *f, tfile_t *t, unsigned idx)
+{
+    struct stat st;
+
+    /* Rotated while the daemon was stopped: the file it was reading is no
+     * longer at the path.  What was written to it after the stop is read
+     * from it, wherever it went in the directory. */
+    if (t->have_saved && (stat(t->path, &st) != 0 || (uint64_t)st.st_ino != t->saved.ino)) {
+        t->resume[t->nresume] = t->saved;
+        t->resume_queued[t->nresume++] = 0;
+        t->successor = 1;
+    }
+    for (unsigned i = 0; i < t->nresume; i++) {
+        const tap_follow_pos_t *pos = &t->resume[i];
+        src_t *s = &t->prev;
+        char name[PATH_MAX + 256];
+        int fd = open_by_inode(t, pos, &st, name, sizeof(name));
+
+        if (fd < 0) {
+            if (t->resume_queued[i]) {
+                tap_warn("MG0618: %s: the file rotated away from it (inode %llu) is gone: the "
+                         "failures read from it and not stored in Redis are lost",
+                         t->path, (unsigned long long)pos->ino);
+            }
+            continue;
+        }
+        src_init(s);
+        s->fd = fd;
+        s->dev = st.st_dev;
+        s->ino = st.st_ino;
+        s->off = lseek(fd, (off_t)pos->off, SEEK_SET) == (off_t)pos->off ? pos->off : 0;
+        s->line_start = s->off;
+        s->hash = pos->hash;
+        s->has_hash = pos->has_hash;
+        s->epoch = pos->epoch;
+        s->gen = ++t->cur.gen;
+        tap_info("MG0610: following %s (rotated away from %s, to its end, offset %lld)", name,
+                 t->path, (long long)s->off);
+        remember_rotated(t, s);
+        drain(f, t, s, idx, 0);
+        src_close(f, s);
+    }
+    t->nresume = 0;
+}
+
 static void check_file(tap_follow_t *f, unsigned idx, int force_reopen)
 {
     tfile_t *t = &f->files[idx];
@@ -498,6 +616,7 @@ static void check_file(tap_follow_t *f, unsigned idx, int force_reopen)
                    t->path);
         drain(f, t, s, idx, 0);
         src_close(f, &t->prev);
+        remember_rotated(t, s);
         t->prev = *s;
         t->prev_until_ms = now_ms() + TAP_FOLLOW_GRACE_MS;
         src_init(s);
@@ -532,6 +651,7 @@ void tap_follow_start(tap_follow_t *f)
 {
     for (unsigned i = 0; i < f->n; i++) {
         tfile_t *t = &f->files[i];
+        resume_rotated(f, t, i);
         if (open_src(f, t, i, 1) == 0) {
             t->pending = drain(f, t, &t->cur, i, DRAIN_BUDGET);
         }
@@ -643,6 +763,58 @@ void tap_follow_reopen(tap_follow_t *f)
         }
         add_dir_watch(f, t);
         check_file(f, i, 1);
+    }
+}
+
+int tap_follow_add_rotated(tap_follow_t *f, unsigned file, const tap_follow_pos_t *pos)
+{
+    tfile_t *t;
+
+    if (file >= f->n || f->files[file].nresume == TAP_FOLLOW_ROTATED) {
+        return -1;
+    }
+    t = &f->files[file];
+    t->resume[t->nresume] = *pos;
+    t->resume_queued[t->nresume++] = 1;
+    t->successor = 1;
+    return 0;
+}
+
+unsigned tap_follow_rotated(const tap_follow_t *f, unsigned file, tap_follow_pos_t *pos,
+                            uint32_t *gen, unsigned max)
+{
+    const tfile_t *t;
+    unsigned n = 0;
+
+    if (file >= f->n) {
+        return 0;
+    }
+    t = &f->files[file];
+    for (; n < t->nrot && n < max; n++) {
+        pos[n] = t->rot[n];
+        gen[n] = t->rot_gen[n];
+    }
+    return n;
+}
+
+void tap_follow_forget_rotated(tap_follow_t *f, unsigned file, uint32_t gen)
+{
+    tfile_t *t;
+
+    if (file >= f->n) {
+        return;
+    }
+    t = &f->files[file];
+    if (t->prev.fd >= 0 && t->prev.gen == gen) {
+        return;
+    }
+    for (unsigned i = 0; i < t->nrot; i++) {
+        if (t->rot_gen[i] == gen) {
+            memmove(&t->rot[i], &t->rot[i + 1], (t->nrot - i - 1) * sizeof(t->rot[0]));
+            memmove(&t->rot_gen[i], &t->rot_gen[i + 1], (t->nrot - i - 1) * sizeof(t->rot_gen[0]));
+            t->nrot--;
+            return;
+        }
     }
 }
 

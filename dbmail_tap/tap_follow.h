@@ -70,6 +70,29 @@ void tap_follow_tick(tap_follow_t *f);
 /* SIGHUP: reopen every path (rotation rules apply), re-add the watches. */
 void tap_follow_reopen(tap_follow_t *f);
 
+/*
+ * Resuming a rotation a restart interrupted.  Before tap_follow_start():
+ * pos names a file rotated away from the path of file index (inode, first
+ * line, epoch) and the offset from which it was not all stored; at start
+ * it is looked for by its inode in the path's directory and read from
+ * there to its end, before the file now at the path (MG0618 when it is
+ * gone).  At most TAP_FOLLOW_ROTATED per file; 0, or -1 beyond that.
+ */
+#define TAP_FOLLOW_ROTATED 4
+int tap_follow_add_rotated(tap_follow_t *f, unsigned file, const tap_follow_pos_t *pos);
+/*
+ * The generations of file index rotated away (by rename) that it still
+ * knows, oldest first, up to max: their identity in pos[] (off is 0: the
+ * caller knows which of their lines matter) and their generation in gen[].
+ * The TAP_FOLLOW_ROTATED latest are kept until forgotten.
+ */
+unsigned tap_follow_rotated(const tap_follow_t *f, unsigned file, tap_follow_pos_t *pos,
+                            uint32_t *gen, unsigned max);
+/* Forget generation gen of file index rotated away, once none of its
+ * failures waits any more (kept while the file is still read: more may
+ * come). */
+void tap_follow_forget_rotated(tap_follow_t *f, unsigned file, uint32_t gen);
+
 unsigned tap_follow_count(const tap_follow_t *f);
 const char *tap_follow_path(const tap_follow_t *f, unsigned file);
 /* 1 and *pos when the file is open; *gen is its current generation. */

@@ -187,6 +187,16 @@ static long file_index(tap_reader_t *r, const char *path, const tap_state_t *sta
     if (tap_follow_add(r->fol, path, tap_state_find(state, path)) < 0) {
         return -1;
     }
+    /* files rotated away from path with failures a previous run did not
+     * store: read again at start */
+    for (size_t i = 0; i < state->n; i++) {
+        if (state->v[i].rotated && strcmp(state->v[i].path, path) == 0
+            && tap_follow_add_rotated(r->fol, n, &state->v[i].pos) != 0) {
+            tap_warn("MG0627: %s: the statefile names more than %d files rotated away from "
+                     "it; the later ones are not read again", path, TAP_FOLLOW_ROTATED);
+            break;
+        }
+    }
     nf = realloc(r->files, (n + 1) * sizeof(*nf));
     if (nf == NULL) {
         return -1;

@@ -14,7 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define STATE_HEADER "# dbmail_tap state: inode offset first-line-hash [epoch] path\n"
+#define STATE_HEADER "# dbmail_tap state: v1|v2|r2 inode offset first-line-hash [epoch] path\n"
 #define TMP_INFIX ".tmp."
 
 /*
@@ -64,10 +64,11 @@ static int parse_line(char *line, tap_state_entry_t *e)
     long long off;
     int has_hash = 0, v2;
 
-    if (strncmp(p, "v1 ", 3) != 0 && strncmp(p, "v2 ", 3) != 0) {
+    if (strncmp(p, "v1 ", 3) != 0 && strncmp(p, "v2 ", 3) != 0 && strncmp(p, "r2 ", 3) != 0) {
         return -1;
     }
     v2 = p[1] == '2';
+    e->rotated = p[0] == 'r';
     p += 3;
     errno = 0;
     ino = strtoull(p, &end, 10);
@@ -163,7 +164,7 @@ int tap_state_load(const char *file, tap_state_t *st, unsigned *bad, char *err, 
 const tap_follow_pos_t *tap_state_find(const tap_state_t *st, const char *path)
 {
     for (size_t i = 0; i < st->n; i++) {
-        if (strcmp(st->v[i].path, path) == 0) {
+        if (!st->v[i].rotated && strcmp(st->v[i].path, path) == 0) {
             return &st->v[i].pos;
         }
     }
@@ -227,14 +228,14 @@ int tap_state_save(const char *file, const tap_state_entry_t *v, size_t n,
         }
         /* v1 while the file was never truncated: the line an earlier
          * version reads, should the daemon be downgraded */
-        if (v[i].pos.epoch == 0) {
+        if (v[i].pos.epoch == 0 && !v[i].rotated) {
             fprintf(fp, "v1 %" PRIu64 " %" PRId64 " %s %s\n", v[i].pos.ino, v[i].pos.off, hash,
                     v[i].path);
         }
         else {
             snprintf(epoch, sizeof(epoch), "%" PRIu32, v[i].pos.epoch);
-            fprintf(fp, "v2 %" PRIu64 " %" PRId64 " %s %s %s\n", v[i].pos.ino, v[i].pos.off,
-                    hash, epoch, v[i].path);
+            fprintf(fp, "%s %" PRIu64 " %" PRId64 " %s %s %s\n", v[i].rotated ? "r2" : "v2",
+                    v[i].pos.ino, v[i].pos.off, hash, epoch, v[i].path);
         }
     }
     if (fflush(fp) != 0 || fsync(fd) != 0) {
