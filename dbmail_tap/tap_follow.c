@@ -2,13 +2,12 @@
  * Log following; see tap_follow.h.
  */
 #include "tap_follow.h"
+#include "tap_fileid.h"
 #include "tap_log.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
@@ -20,7 +19,6 @@
 #define DRAIN_BUDGET (8u << 20)     /* bytes per file per turn: keep signals prompt */
 #define POLL_MS_INOTIFY 1000
 #define POLL_MS_PLAIN 250
-#define HASH_PREFIX 4096
 
 #define FILE_EVENTS (IN_MODIFY | IN_MOVE_SELF | IN_DELETE_SELF | IN_ATTRIB)
 #define DIR_EVENTS (IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_ATTRIB)
@@ -55,16 +53,7 @@ typedef struct tfile {
     int have_saved;
     tap_follow_pos_t saved;
     int pending;            /* budget ran out: more to read */
-    /* generations rotated away, oldest first (tap_follow_rotated) */
-    tap_follow_pos_t rot[TAP_FOLLOW_ROTATED];
-    uint32_t rot_gen[TAP_FOLLOW_ROTATED];
-    unsigned nrot;
-    /* files a previous run left rotated away and not all stored: read at
-     * start (tap_follow_add_rotated) */
-    tap_follow_pos_t resume[TAP_FOLLOW_ROTATED + 1];
-    int resume_queued[TAP_FOLLOW_ROTATED + 1];  /* 1: it held failures not stored */
-    unsigned nresume;
-    int successor;          /* the path's file came after those: read it all */
+    tap_rotated_t rot;      /* files rotated away (tap_fileid.h) */
 } tfile_t;
 
 struct tap_follow {
@@ -110,38 +99,6 @@ static void src_reset_lines(src_t *s)
     s->plen = 0;
     s->skipping = 0;
     s->line_start = s->off;
-}
-
-int tap_follow_first_hash(int fd, uint64_t *hash)
-{
-    char buf[HASH_PREFIX];
-    ssize_t n;
-    size_t len;
-    const char *nl;
-    uint64_t h = 1469598103934665603ULL;
-
-    do {
-        n = pread(fd, buf, sizeof(buf), 0);
-    } while (n < 0 && errno == EINTR);
-    if (n <= 0) {
-        return -1;
-    }
-    nl = memchr(buf, '\n', (size_t)n);
-    if (nl != NULL) {
-        len = (size_t)(nl - buf) + 1;
-    }
-    else if ((size_t)n == sizeof(buf)) {
-        len = sizeof(buf);
-    }
-    else {
-        return -1;
-    }
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)buf[i];
-        h *= 1099511628211ULL;
-    }
-    *hash = h;
-    return 0;
 }
 
 tap_follow_t *tap_follow_new(tap_follow_lines_fn fn, void *baton, int use_inotify)
@@ -365,38 +322,6 @@ static int drain(tap_follow_t *f, tfile_t *t, src_t *s, unsigned idx, size_t bud
     }
 }
 
-/* Decide where a newly opened file starts, and its epoch. */
-static int64_t start_offset(tap_follow_t *f, tfile_t *t, src_t *s, const struct stat *st,
-                            const char **how)
-{
-    (void)f;
-    s->epoch = 0;
-    if (t->have_saved && !t->seen) {
-        uint64_t h;
-        int hh = tap_follow_first_hash(s->fd, &h) == 0;
-        int same_hash = t->saved.has_hash ? (hh && h == t->saved.hash) : 1;
-        if ((uint64_t)st->st_ino == t->saved.ino && same_hash
-            && st->st_size >= t->saved.off) {
-            *how = "resuming";
-            s->epoch = t->saved.epoch;
-            return t->saved.off;
-        }
-        /* the same inode emptied while stopped: its lines are new ones
-         * even where they repeat the old first line */
-        if ((uint64_t)st->st_ino == t->saved.ino) {
-            s->epoch = t->saved.epoch + 1;
-        }
-        *how = "replaced while stopped: from the start";
-        return 0;
-    }
-    if (!t->seen && !t->have_saved && !t->successor && t->missing_logged == 0) {
-        *how = "never seen: from its end";
-        return st->st_size;
-    }
-    *how = "new file: from the start";
-    return 0;
-}
-
 static int open_src(tap_follow_t *f, tfile_t *t, unsigned idx, int at_start)
 {
     src_t *s = &t->cur;
@@ -433,13 +358,15 @@ static int open_src(tap_follow_t *f, tfile_t *t, unsigned idx, int at_start)
         /* appeared after start: everything in it is new */
         t->missing_logged = 1;
     }
-    off = start_offset(f, t, s, &st, &how);
+    off = tap_fileid_start(fd, &st, t->have_saved && !t->seen ? &t->saved : NULL, !t->seen
+                           && !t->have_saved && !t->rot.successor && t->missing_logged == 0,
+                           &s->epoch, &how);
     if (off > 0 && lseek(fd, (off_t)off, SEEK_SET) < 0) {
         off = 0;
     }
     s->off = off;
     s->line_start = off;
-    s->has_hash = tap_follow_first_hash(fd, &s->hash) == 0;
+    s->has_hash = tap_fileid_first_hash(fd, &s->hash) == 0;
     if (f->ifd >= 0) {
         s->wd = inotify_add_watch(f->ifd, t->path, FILE_EVENTS);
     }
@@ -459,118 +386,49 @@ static void truncated(tap_follow_t *f, tfile_t *t, src_t *s, const char *why)
     s->off = 0;
     src_reset_lines(s);
     s->gen++;
-    /* the new content may open with the very line the old one did (the
-     * same message in the same second): only the epoch tells their lines
-     * apart, so Redis does not take the new ones for the old resent */
+    /* the new content may open with the old one's first line: the epoch
+     * tells their lines apart (tap_fileid_identity) */
     s->epoch++;
-    s->has_hash = tap_follow_first_hash(s->fd, &s->hash) == 0;
+    s->has_hash = tap_fileid_first_hash(s->fd, &s->hash) == 0;
     f->changes++;
 }
 
-/* Keep the identity of a generation rotated away: while failures of its
+/* A generation rotated away keeps its identity: while failures of its
  * lines wait for Redis, the statefile must be able to name the file. */
 static void remember_rotated(tfile_t *t, const src_t *s)
 {
-    tap_follow_pos_t *p;
+    tap_follow_pos_t id = { (uint64_t)s->ino, 0, s->hash, s->has_hash, s->epoch };
 
-    if (t->nrot == TAP_FOLLOW_ROTATED) {
-        memmove(&t->rot[0], &t->rot[1], (TAP_FOLLOW_ROTATED - 1) * sizeof(t->rot[0]));
-        memmove(&t->rot_gen[0], &t->rot_gen[1], (TAP_FOLLOW_ROTATED - 1) * sizeof(t->rot_gen[0]));
-        t->nrot--;
-    }
-    p = &t->rot[t->nrot];
-    memset(p, 0, sizeof(*p));
-    p->ino = (uint64_t)s->ino;
-    p->hash = s->hash;
-    p->has_hash = s->has_hash;
-    p->epoch = s->epoch;
-    t->rot_gen[t->nrot++] = s->gen;
+    tap_rotated_remember(&t->rot, &id, s->gen);
 }
 
-/* Open the file of the path's directory that has pos's inode and first
- * line, and is at least pos->off long.  The descriptor and its name in
- * name, or -1. */
-static int open_by_inode(const tfile_t *t, const tap_follow_pos_t *pos, struct stat *st,
-                         char *name, size_t len)
-{
-    DIR *d = opendir(t->dir);
-    struct dirent *de;
-    int fd = -1;
-
-    if (d == NULL) {
-        return -1;
-    }
-    while (fd < 0 && (de = readdir(d)) != NULL) {
-        uint64_t h;
-        if ((de->d_type != DT_REG && de->d_type != DT_UNKNOWN) || strcmp(de->d_name, t->base) == 0
-            || fstatat(dirfd(d), de->d_name, st, AT_SYMLINK_NOFOLLOW) != 0
-            || !S_ISREG(st->st_mode) || (uint64_t)st->st_ino != pos->ino) {
-            continue;
-        }
-        fd = openat(dirfd(d), de->d_name, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-        if (fd < 0) {
-            continue;
-        }
-        /* the very file, not one given its inode since */
-        if (fstat(fd, st) != 0 || (uint64_t)st->st_ino != pos->ino || st->st_size < pos->off
-            || (pos->has_hash && (tap_follow_first_hash(fd, &h) != 0 || h != pos->hash))) {
-            close(fd);
-            fd = -1;
-            continue;
-        }
-        snprintf(name, len, "%s/%s", t->dir, de->d_name);
-    }
-    closedir(d);
-    return fd;
-}
-
-/* At start: read the files a previous run left rotated away with failures
- * not stored, oldest first, each as a generation of its own before the
- * file now at the path.  Each keeps its identity (inode, first line,
- * epoch), so a line of it that Redis had is met as a duplicate. */
+/* At start: the files a previous run left rotated away, and the one the
+ * statefile named if the path names another now, each read to its end as
+ * a generation of its own: a line of it that Redis had is a duplicate. */
 static void resume_rotated(tap_follow_t *f, tfile_t *t, unsigned idx)
 {
+    tap_follow_pos_t pos;
     struct stat st;
+    int fd;
 
-    /* Rotated while the daemon was stopped: the file it was reading is no
-     * longer at the path.  What was written to it after the stop is read
-     * from it, wherever it went in the directory. */
     if (t->have_saved && (stat(t->path, &st) != 0 || (uint64_t)st.st_ino != t->saved.ino)) {
-        t->resume[t->nresume] = t->saved;
-        t->resume_queued[t->nresume++] = 0;
-        t->successor = 1;
+        tap_rotated_add(&t->rot, &t->saved, 0);
     }
-    for (unsigned i = 0; i < t->nresume; i++) {
-        const tap_follow_pos_t *pos = &t->resume[i];
+    while ((fd = tap_rotated_next(&t->rot, t->path, t->dir, t->base, &pos, &st)) >= 0) {
         src_t *s = &t->prev;
-        char name[PATH_MAX + 256];
-        int fd = open_by_inode(t, pos, &st, name, sizeof(name));
-
-        if (fd < 0) {
-            if (t->resume_queued[i]) {
-                tap_warn("MG0618: %s: the file rotated away from it (inode %llu) is gone: the "
-                         "failures read from it and not stored in Redis are lost",
-                         t->path, (unsigned long long)pos->ino);
-            }
-            continue;
-        }
         src_init(s);
         s->fd = fd;
         s->dev = st.st_dev;
         s->ino = st.st_ino;
-        s->off = lseek(fd, (off_t)pos->off, SEEK_SET) == (off_t)pos->off ? pos->off : 0;
-        s->line_start = s->off;
-        s->hash = pos->hash;
-        s->has_hash = pos->has_hash;
-        s->epoch = pos->epoch;
+        s->off = s->line_start = pos.off;
+        s->hash = pos.hash;
+        s->has_hash = pos.has_hash;
+        s->epoch = pos.epoch;
         s->gen = ++t->cur.gen;
-        tap_info("MG0610: following %s (rotated away from %s, to its end, offset %lld)", name,
-                 t->path, (long long)s->off);
         remember_rotated(t, s);
         drain(f, t, s, idx, 0);
         src_close(f, s);
     }
-    t->nresume = 0;
 }
 
 static void check_file(tap_follow_t *f, unsigned idx, int force_reopen)
@@ -598,12 +456,12 @@ static void check_file(tap_follow_t *f, unsigned idx, int force_reopen)
         }
         else if (s->has_hash) {
             uint64_t h;
-            if (tap_follow_first_hash(s->fd, &h) == 0 && h != s->hash) {
+            if (tap_fileid_first_hash(s->fd, &h) == 0 && h != s->hash) {
                 truncated(f, t, s, "was rewritten (first line changed)");
             }
         }
         else if (st.st_size > 0) {
-            s->has_hash = tap_follow_first_hash(s->fd, &s->hash) == 0;
+            s->has_hash = tap_fileid_first_hash(s->fd, &s->hash) == 0;
         }
     }
     t->pending = drain(f, t, s, idx, DRAIN_BUDGET);
@@ -766,55 +624,15 @@ void tap_follow_reopen(tap_follow_t *f)
     }
 }
 
-int tap_follow_add_rotated(tap_follow_t *f, unsigned file, const tap_follow_pos_t *pos)
+struct tap_rotated *tap_follow_rotations(tap_follow_t *f, unsigned file)
 {
-    tfile_t *t;
-
-    if (file >= f->n || f->files[file].nresume == TAP_FOLLOW_ROTATED) {
-        return -1;
-    }
-    t = &f->files[file];
-    t->resume[t->nresume] = *pos;
-    t->resume_queued[t->nresume++] = 1;
-    t->successor = 1;
-    return 0;
-}
-
-unsigned tap_follow_rotated(const tap_follow_t *f, unsigned file, tap_follow_pos_t *pos,
-                            uint32_t *gen, unsigned max)
-{
-    const tfile_t *t;
-    unsigned n = 0;
-
-    if (file >= f->n) {
-        return 0;
-    }
-    t = &f->files[file];
-    for (; n < t->nrot && n < max; n++) {
-        pos[n] = t->rot[n];
-        gen[n] = t->rot_gen[n];
-    }
-    return n;
+    return file < f->n ? &f->files[file].rot : NULL;
 }
 
 void tap_follow_forget_rotated(tap_follow_t *f, unsigned file, uint32_t gen)
 {
-    tfile_t *t;
-
-    if (file >= f->n) {
-        return;
-    }
-    t = &f->files[file];
-    if (t->prev.fd >= 0 && t->prev.gen == gen) {
-        return;
-    }
-    for (unsigned i = 0; i < t->nrot; i++) {
-        if (t->rot_gen[i] == gen) {
-            memmove(&t->rot[i], &t->rot[i + 1], (t->nrot - i - 1) * sizeof(t->rot[0]));
-            memmove(&t->rot_gen[i], &t->rot_gen[i + 1], (t->nrot - i - 1) * sizeof(t->rot_gen[0]));
-            t->nrot--;
-            return;
-        }
+    if (file < f->n && !(f->files[file].prev.fd >= 0 && f->files[file].prev.gen == gen)) {
+        tap_rotated_forget(&f->files[file].rot, gen);
     }
 }
 
@@ -849,7 +667,6 @@ int tap_follow_position(const tap_follow_t *f, unsigned file, tap_follow_pos_t *
 uint64_t tap_follow_identity(tap_follow_t *f, unsigned file, uint32_t gen)
 {
     src_t *s = NULL;
-    uint64_t h;
 
     if (file >= f->n) {
         return 0;
@@ -866,20 +683,10 @@ uint64_t tap_follow_identity(tap_follow_t *f, unsigned file, uint32_t gen)
     /* a file opened empty has no first line yet; it has one now that a
      * line of it is handed over */
     if (!s->has_hash) {
-        s->has_hash = tap_follow_first_hash(s->fd, &s->hash) == 0;
+        s->has_hash = tap_fileid_first_hash(s->fd, &s->hash) == 0;
     }
-    h = s->has_hash ? s->hash : 0;
-    h ^= ((uint64_t)s->dev * 0x9e3779b97f4a7c15ULL) + ((uint64_t)s->ino << 1);
-    /* epoch 0 adds nothing: identities of files never truncated are the
-     * ones earlier versions gave */
-    h += (uint64_t)s->epoch * 0xd6e8feb86659fd93ULL;
-    /* splitmix64 finaliser: identities differ in all bits, not in a few */
-    h ^= h >> 30;
-    h *= 0xbf58476d1ce4e5b9ULL;
-    h ^= h >> 27;
-    h *= 0x94d049bb133111ebULL;
-    h ^= h >> 31;
-    return h != 0 ? h : 1;
+    return tap_fileid_identity((uint64_t)s->dev, (uint64_t)s->ino, s->hash, s->has_hash,
+                               s->epoch);
 }
 
 uint64_t tap_follow_skipped(const tap_follow_t *f)

@@ -34,7 +34,7 @@ typedef void (*tap_follow_lines_fn)(void *baton, unsigned file, uint32_t gen,
 typedef struct tap_follow_pos {
     uint64_t ino;
     int64_t off;        /* end of the last complete line handed over */
-    uint64_t hash;      /* of the first line (tap_follow_first_hash) */
+    uint64_t hash;      /* of the first line (tap_fileid_first_hash) */
     int has_hash;
     /* Times the file was seen emptied or rewritten in place (truncation):
      * what tells its new content from its old one when both start with
@@ -71,23 +71,12 @@ void tap_follow_tick(tap_follow_t *f);
 void tap_follow_reopen(tap_follow_t *f);
 
 /*
- * Resuming a rotation a restart interrupted.  Before tap_follow_start():
- * pos names a file rotated away from the path of file index (inode, first
- * line, epoch) and the offset from which it was not all stored; at start
- * it is looked for by its inode in the path's directory and read from
- * there to its end, before the file now at the path (MG0618 when it is
- * gone).  At most TAP_FOLLOW_ROTATED per file; 0, or -1 beyond that.
+ * The files rotated away from file index's path (tap_fileid.h): the
+ * statefile names those whose failures wait for Redis, and the reader
+ * adds those a previous run named, before tap_follow_start() reads them.
+ * NULL for an unknown index.
  */
-#define TAP_FOLLOW_ROTATED 4
-int tap_follow_add_rotated(tap_follow_t *f, unsigned file, const tap_follow_pos_t *pos);
-/*
- * The generations of file index rotated away (by rename) that it still
- * knows, oldest first, up to max: their identity in pos[] (off is 0: the
- * caller knows which of their lines matter) and their generation in gen[].
- * The TAP_FOLLOW_ROTATED latest are kept until forgotten.
- */
-unsigned tap_follow_rotated(const tap_follow_t *f, unsigned file, tap_follow_pos_t *pos,
-                            uint32_t *gen, unsigned max);
+struct tap_rotated *tap_follow_rotations(tap_follow_t *f, unsigned file);
 /* Forget generation gen of file index rotated away, once none of its
  * failures waits any more (kept while the file is still read: more may
  * come). */
@@ -114,12 +103,5 @@ uint64_t tap_follow_identity(tap_follow_t *f, unsigned file, uint32_t gen);
 uint64_t tap_follow_skipped(const tap_follow_t *f);
 /* Bumped whenever a position may have changed (for the statefile). */
 uint64_t tap_follow_changes(const tap_follow_t *f);
-
-/*
- * Hash identifying a file's content: FNV-1a over its first line, newline
- * included, or over its first 4096 bytes when the line is longer.  Returns
- * 0 and *hash, or -1 when the first line is not complete yet.
- */
-int tap_follow_first_hash(int fd, uint64_t *hash);
 
 #endif

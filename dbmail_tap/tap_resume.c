@@ -5,6 +5,7 @@
 
 #include <stdlib.h>
 
+#include "tap_fileid.h"
 #include "tap_log.h"
 
 void tap_resume_init(tap_resume_t *rs, const char *statefile)
@@ -41,7 +42,8 @@ static size_t positions(tap_follow_t *fol, tap_queue_t *q, tap_state_entry_t *v)
     for (unsigned i = 0; i < n; i++) {
         tap_follow_pos_t rot[TAP_FOLLOW_ROTATED];
         uint32_t gen, rgen[TAP_FOLLOW_ROTATED];
-        unsigned nrot = tap_follow_rotated(fol, i, rot, rgen, TAP_FOLLOW_ROTATED);
+        unsigned nrot = tap_rotated_list(tap_follow_rotations(fol, i), rot, rgen,
+                                         TAP_FOLLOW_ROTATED);
         int64_t off;
 
         /* a rotated file with failures waiting: without its line, a stop
