@@ -3,6 +3,8 @@
 # Idempotent: does nothing when everything is present.  Not root and
 # something missing: prints the exact apt-get line and fails, so a
 # developer knows what to run instead of meeting a confusing build error.
+# Optional packages (--drills: wrk) are installed as root; otherwise their
+# absence is said, not fatal: the tests that need them skip, saying why.
 set -eu
 
 pkgs="apache2 apache2-dev libapr1-dev libaprutil1-dev libpcre2-dev
@@ -20,21 +22,37 @@ case "${1:-}" in
     # systemd-analyze, which checks the unit.
     pkgs="$pkgs debhelper dpkg-dev lintian systemd"
     ;;
+--drills)
+    # `make drills` only: the module's drills put wrk load on httpd.
+    optional="wrk"
+    ;;
 esac
+
+installed() {
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+}
 
 missing=""
 for p in $pkgs; do
-    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
-        missing="$missing $p"
-    fi
+    installed "$p" || missing="$missing $p"
 done
-[ -z "$missing" ] && exit 0
+missing_opt=""
+for p in ${optional:-}; do
+    installed "$p" || missing_opt="$missing_opt $p"
+done
+[ -z "$missing$missing_opt" ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then
+    if [ -n "$missing_opt" ]; then
+        echo "deps.sh: not installed:$missing_opt (the tests that need it skip);" \
+             "as root: apt-get install -y --no-install-recommends$missing_opt" >&2
+    fi
+    [ -z "$missing" ] && exit 0
     echo "deps.sh: missing packages:$missing" >&2
     echo "run as root: apt-get install -y --no-install-recommends$missing" >&2
     exit 1
 fi
+missing="$missing$missing_opt"
 
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q >/dev/null

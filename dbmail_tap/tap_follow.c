@@ -2,6 +2,7 @@
  * Log following; see tap_follow.h.
  */
 #include "tap_follow.h"
+#include "tap_fileid.h"
 #include "tap_log.h"
 
 #include <errno.h>
@@ -18,7 +19,6 @@
 #define DRAIN_BUDGET (8u << 20)     /* bytes per file per turn: keep signals prompt */
 #define POLL_MS_INOTIFY 1000
 #define POLL_MS_PLAIN 250
-#define HASH_PREFIX 4096
 
 #define FILE_EVENTS (IN_MODIFY | IN_MOVE_SELF | IN_DELETE_SELF | IN_ATTRIB)
 #define DIR_EVENTS (IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_ATTRIB)
@@ -34,6 +34,7 @@ typedef struct src {
     size_t plen, pcap;
     int skipping;           /* inside an over-long line */
     uint32_t gen;
+    uint32_t epoch;         /* truncations seen: part of the identity */
     uint64_t hash;
     int has_hash;
     int wd;
@@ -52,6 +53,7 @@ typedef struct tfile {
     int have_saved;
     tap_follow_pos_t saved;
     int pending;            /* budget ran out: more to read */
+    tap_rotated_t rot;      /* files rotated away (tap_fileid.h) */
 } tfile_t;
 
 struct tap_follow {
@@ -97,38 +99,6 @@ static void src_reset_lines(src_t *s)
     s->plen = 0;
     s->skipping = 0;
     s->line_start = s->off;
-}
-
-int tap_follow_first_hash(int fd, uint64_t *hash)
-{
-    char buf[HASH_PREFIX];
-    ssize_t n;
-    size_t len;
-    const char *nl;
-    uint64_t h = 1469598103934665603ULL;
-
-    do {
-        n = pread(fd, buf, sizeof(buf), 0);
-    } while (n < 0 && errno == EINTR);
-    if (n <= 0) {
-        return -1;
-    }
-    nl = memchr(buf, '\n', (size_t)n);
-    if (nl != NULL) {
-        len = (size_t)(nl - buf) + 1;
-    }
-    else if ((size_t)n == sizeof(buf)) {
-        len = sizeof(buf);
-    }
-    else {
-        return -1;
-    }
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)buf[i];
-        h *= 1099511628211ULL;
-    }
-    *hash = h;
-    return 0;
 }
 
 tap_follow_t *tap_follow_new(tap_follow_lines_fn fn, void *baton, int use_inotify)
@@ -352,32 +322,7 @@ static int drain(tap_follow_t *f, tfile_t *t, src_t *s, unsigned idx, size_t bud
     }
 }
 
-/* Decide where a newly opened file starts. */
-static int64_t start_offset(tap_follow_t *f, tfile_t *t, src_t *s, const struct stat *st,
-                            const char **how)
-{
-    (void)f;
-    if (t->have_saved && !t->seen) {
-        uint64_t h;
-        int hh = tap_follow_first_hash(s->fd, &h) == 0;
-        int same_hash = t->saved.has_hash ? (hh && h == t->saved.hash) : 1;
-        if ((uint64_t)st->st_ino == t->saved.ino && same_hash
-            && st->st_size >= t->saved.off) {
-            *how = "resuming";
-            return t->saved.off;
-        }
-        *how = "replaced while stopped: from the start";
-        return 0;
-    }
-    if (!t->seen && !t->have_saved && t->missing_logged == 0) {
-        *how = "never seen: from its end";
-        return st->st_size;
-    }
-    *how = "new file: from the start";
-    return 0;
-}
-
-static int open_src(tap_follow_t *f, tfile_t *t, int at_start)
+static int open_src(tap_follow_t *f, tfile_t *t, unsigned idx, int at_start)
 {
     src_t *s = &t->cur;
     struct stat st;
@@ -413,13 +358,15 @@ static int open_src(tap_follow_t *f, tfile_t *t, int at_start)
         /* appeared after start: everything in it is new */
         t->missing_logged = 1;
     }
-    off = start_offset(f, t, s, &st, &how);
+    off = tap_fileid_start(fd, &st, t->have_saved && !t->seen ? &t->saved : NULL, !t->seen
+                           && !t->have_saved && !t->rot.successor && t->missing_logged == 0,
+                           &s->epoch, &how);
     if (off > 0 && lseek(fd, (off_t)off, SEEK_SET) < 0) {
         off = 0;
     }
     s->off = off;
     s->line_start = off;
-    s->has_hash = tap_follow_first_hash(fd, &s->hash) == 0;
+    s->has_hash = tap_fileid_first_hash(fd, &s->hash) == 0;
     if (f->ifd >= 0) {
         s->wd = inotify_add_watch(f->ifd, t->path, FILE_EVENTS);
     }
@@ -428,6 +375,7 @@ static int open_src(tap_follow_t *f, tfile_t *t, int at_start)
     t->seen = 1;
     t->missing_logged = 0;
     f->changes++;
+    (void)idx;
     return 0;
 }
 
@@ -438,8 +386,49 @@ static void truncated(tap_follow_t *f, tfile_t *t, src_t *s, const char *why)
     s->off = 0;
     src_reset_lines(s);
     s->gen++;
-    s->has_hash = tap_follow_first_hash(s->fd, &s->hash) == 0;
+    /* the new content may open with the old one's first line: the epoch
+     * tells their lines apart (tap_fileid_identity) */
+    s->epoch++;
+    s->has_hash = tap_fileid_first_hash(s->fd, &s->hash) == 0;
     f->changes++;
+}
+
+/* A generation rotated away keeps its identity: while failures of its
+ * lines wait for Redis, the statefile must be able to name the file. */
+static void remember_rotated(tfile_t *t, const src_t *s)
+{
+    tap_follow_pos_t id = { (uint64_t)s->ino, 0, s->hash, s->has_hash, s->epoch };
+
+    tap_rotated_remember(&t->rot, &id, s->gen);
+}
+
+/* At start: the files a previous run left rotated away, and the one the
+ * statefile named if the path names another now, each read to its end as
+ * a generation of its own: a line of it that Redis had is a duplicate. */
+static void resume_rotated(tap_follow_t *f, tfile_t *t, unsigned idx)
+{
+    tap_follow_pos_t pos;
+    struct stat st;
+    int fd;
+
+    if (t->have_saved && (stat(t->path, &st) != 0 || (uint64_t)st.st_ino != t->saved.ino)) {
+        tap_rotated_add(&t->rot, &t->saved, 0);
+    }
+    while ((fd = tap_rotated_next(&t->rot, t->path, t->dir, t->base, &pos, &st)) >= 0) {
+        src_t *s = &t->prev;
+        src_init(s);
+        s->fd = fd;
+        s->dev = st.st_dev;
+        s->ino = st.st_ino;
+        s->off = s->line_start = pos.off;
+        s->hash = pos.hash;
+        s->has_hash = pos.has_hash;
+        s->epoch = pos.epoch;
+        s->gen = ++t->cur.gen;
+        remember_rotated(t, s);
+        drain(f, t, s, idx, 0);
+        src_close(f, s);
+    }
 }
 
 static void check_file(tap_follow_t *f, unsigned idx, int force_reopen)
@@ -455,7 +444,7 @@ static void check_file(tap_follow_t *f, unsigned idx, int force_reopen)
         }
     }
     if (s->fd < 0) {
-        if (open_src(f, t, 0) != 0) {
+        if (open_src(f, t, idx, 0) != 0) {
             add_dir_watch(f, t);
             return;
         }
@@ -467,12 +456,12 @@ static void check_file(tap_follow_t *f, unsigned idx, int force_reopen)
         }
         else if (s->has_hash) {
             uint64_t h;
-            if (tap_follow_first_hash(s->fd, &h) == 0 && h != s->hash) {
+            if (tap_fileid_first_hash(s->fd, &h) == 0 && h != s->hash) {
                 truncated(f, t, s, "was rewritten (first line changed)");
             }
         }
         else if (st.st_size > 0) {
-            s->has_hash = tap_follow_first_hash(s->fd, &s->hash) == 0;
+            s->has_hash = tap_fileid_first_hash(s->fd, &s->hash) == 0;
         }
     }
     t->pending = drain(f, t, s, idx, DRAIN_BUDGET);
@@ -485,11 +474,12 @@ static void check_file(tap_follow_t *f, unsigned idx, int force_reopen)
                    t->path);
         drain(f, t, s, idx, 0);
         src_close(f, &t->prev);
+        remember_rotated(t, s);
         t->prev = *s;
         t->prev_until_ms = now_ms() + TAP_FOLLOW_GRACE_MS;
         src_init(s);
         s->gen = t->prev.gen;
-        if (open_src(f, t, 0) == 0) {
+        if (open_src(f, t, idx, 0) == 0) {
             t->pending = drain(f, t, s, idx, DRAIN_BUDGET);
         }
     }
@@ -519,7 +509,8 @@ void tap_follow_start(tap_follow_t *f)
 {
     for (unsigned i = 0; i < f->n; i++) {
         tfile_t *t = &f->files[i];
-        if (open_src(f, t, 1) == 0) {
+        resume_rotated(f, t, i);
+        if (open_src(f, t, i, 1) == 0) {
             t->pending = drain(f, t, &t->cur, i, DRAIN_BUDGET);
         }
         else {
@@ -633,6 +624,18 @@ void tap_follow_reopen(tap_follow_t *f)
     }
 }
 
+struct tap_rotated *tap_follow_rotations(tap_follow_t *f, unsigned file)
+{
+    return file < f->n ? &f->files[file].rot : NULL;
+}
+
+void tap_follow_forget_rotated(tap_follow_t *f, unsigned file, uint32_t gen)
+{
+    if (file < f->n && !(f->files[file].prev.fd >= 0 && f->files[file].prev.gen == gen)) {
+        tap_rotated_forget(&f->files[file].rot, gen);
+    }
+}
+
 unsigned tap_follow_count(const tap_follow_t *f)
 {
     return f->n;
@@ -656,6 +659,7 @@ int tap_follow_position(const tap_follow_t *f, unsigned file, tap_follow_pos_t *
     pos->off = (s->plen > 0 || s->skipping) ? s->line_start : s->off;
     pos->hash = s->hash;
     pos->has_hash = s->has_hash;
+    pos->epoch = s->epoch;
     *gen = s->gen;
     return 1;
 }
@@ -663,30 +667,26 @@ int tap_follow_position(const tap_follow_t *f, unsigned file, tap_follow_pos_t *
 uint64_t tap_follow_identity(tap_follow_t *f, unsigned file, uint32_t gen)
 {
     src_t *s = NULL;
-    uint64_t h;
 
-    if (file < f->n && f->files[file].cur.fd >= 0 && f->files[file].cur.gen == gen) {
+    if (file >= f->n) {
+        return 0;
+    }
+    if (f->files[file].cur.fd >= 0 && f->files[file].cur.gen == gen) {
         s = &f->files[file].cur;
     }
-    else if (file < f->n && f->files[file].prev.fd >= 0 && f->files[file].prev.gen == gen) {
+    else if (f->files[file].prev.fd >= 0 && f->files[file].prev.gen == gen) {
         s = &f->files[file].prev;
     }
     if (s == NULL) {
         return 0;
     }
-    /* a file opened empty has a first line now that one is handed over */
+    /* a file opened empty has no first line yet; it has one now that a
+     * line of it is handed over */
     if (!s->has_hash) {
-        s->has_hash = tap_follow_first_hash(s->fd, &s->hash) == 0;
+        s->has_hash = tap_fileid_first_hash(s->fd, &s->hash) == 0;
     }
-    /* mixed by splitmix64's finaliser: identities differ in all bits */
-    h = (s->has_hash ? s->hash : 0)
-        ^ (((uint64_t)s->dev * 0x9e3779b97f4a7c15ULL) + ((uint64_t)s->ino << 1));
-    h ^= h >> 30;
-    h *= 0xbf58476d1ce4e5b9ULL;
-    h ^= h >> 27;
-    h *= 0x94d049bb133111ebULL;
-    h ^= h >> 31;
-    return h != 0 ? h : 1;
+    return tap_fileid_identity((uint64_t)s->dev, (uint64_t)s->ino, s->hash, s->has_hash,
+                               s->epoch);
 }
 
 uint64_t tap_follow_skipped(const tap_follow_t *f)

@@ -34,8 +34,12 @@ typedef void (*tap_follow_lines_fn)(void *baton, unsigned file, uint32_t gen,
 typedef struct tap_follow_pos {
     uint64_t ino;
     int64_t off;        /* end of the last complete line handed over */
-    uint64_t hash;      /* of the first line (tap_follow_first_hash) */
+    uint64_t hash;      /* of the first line (tap_fileid_first_hash) */
     int has_hash;
+    /* Times the file was seen emptied or rewritten in place (truncation):
+     * what tells its new content from its old one when both start with
+     * the same line (see tap_follow_identity). */
+    uint32_t epoch;
 } tap_follow_pos_t;
 
 typedef struct tap_follow tap_follow_t;
@@ -66,6 +70,18 @@ void tap_follow_tick(tap_follow_t *f);
 /* SIGHUP: reopen every path (rotation rules apply), re-add the watches. */
 void tap_follow_reopen(tap_follow_t *f);
 
+/*
+ * The files rotated away from file index's path (tap_fileid.h): the
+ * statefile names those whose failures wait for Redis, and the reader
+ * adds those a previous run named, before tap_follow_start() reads them.
+ * NULL for an unknown index.
+ */
+struct tap_rotated *tap_follow_rotations(tap_follow_t *f, unsigned file);
+/* Forget generation gen of file index rotated away, once none of its
+ * failures waits any more (kept while the file is still read: more may
+ * come). */
+void tap_follow_forget_rotated(tap_follow_t *f, unsigned file, uint32_t gen);
+
 unsigned tap_follow_count(const tap_follow_t *f);
 const char *tap_follow_path(const tap_follow_t *f, unsigned file);
 /* 1 and *pos when the file is open; *gen is its current generation. */
@@ -73,11 +89,13 @@ int tap_follow_position(const tap_follow_t *f, unsigned file, tap_follow_pos_t *
                         uint32_t *gen);
 /*
  * A number naming the file that generation gen of file index is read
- * from: its device, inode and first line, so it stays the same across a
- * restart of the daemon and differs for the next file at that path (even
- * one given the same inode).  With a line's offset it names the line, which
- * lets Redis count a line sent twice once.  0 when that generation is no
- * longer open.
+ * from: its device, inode, first line and epoch (truncations seen, kept in
+ * the statefile), so it stays the same across a restart of the daemon and
+ * differs for the next file at that path (even one given the same inode)
+ * and for the content written after a truncation (even one that starts
+ * with the same line).  With a line's offset it names the line, which lets
+ * Redis count a line sent twice once.  0 when that generation is no longer
+ * open.
  */
 uint64_t tap_follow_identity(tap_follow_t *f, unsigned file, uint32_t gen);
 /* Over-long lines skipped so far.  (Lines handed over are counted by the
@@ -85,12 +103,5 @@ uint64_t tap_follow_identity(tap_follow_t *f, unsigned file, uint32_t gen);
 uint64_t tap_follow_skipped(const tap_follow_t *f);
 /* Bumped whenever a position may have changed (for the statefile). */
 uint64_t tap_follow_changes(const tap_follow_t *f);
-
-/*
- * Hash identifying a file's content: FNV-1a over its first line, newline
- * included, or over its first 4096 bytes when the line is longer.  Returns
- * 0 and *hash, or -1 when the first line is not complete yet.
- */
-int tap_follow_first_hash(int fd, uint64_t *hash);
 
 #endif

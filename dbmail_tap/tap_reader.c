@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "tap_clock.h"
+#include "tap_fileid.h"
 #include "tap_log.h"
 #include "tap_match.h"
 #include "tap_scan.h"
@@ -186,6 +187,16 @@ static long file_index(tap_reader_t *r, const char *path, const tap_state_t *sta
     }
     if (tap_follow_add(r->fol, path, tap_state_find(state, path)) < 0) {
         return -1;
+    }
+    /* files rotated away from path with failures a previous run did not
+     * store: read again at start */
+    for (size_t i = 0; i < state->n; i++) {
+        if (state->v[i].rotated && strcmp(state->v[i].path, path) == 0
+            && tap_rotated_add(tap_follow_rotations(r->fol, n), &state->v[i].pos, 1) != 0) {
+            tap_warn("MG0627: %s: the statefile names more than %d files rotated away from "
+                     "it; the later ones are not read again", path, TAP_FOLLOW_ROTATED);
+            break;
+        }
     }
     nf = realloc(r->files, (n + 1) * sizeof(*nf));
     if (nf == NULL) {

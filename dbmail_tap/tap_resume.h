@@ -10,7 +10,8 @@
  * never read twice, because everything before the oldest unstored one was
  * stored (the writer stores and pops the queue in order).  A position is
  * for one generation of the file: failures of a rotated-away generation
- * do not pull the new file's position back.
+ * do not pull the new file's position back: they are saved apart, naming
+ * the rotated file by its inode (tap_follow_add_rotated finds it again).
  *
  * Saving is cheap to ask for: nothing is written unless a position or the
  * queue moved since the last save.

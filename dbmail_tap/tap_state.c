@@ -14,7 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define STATE_HEADER "# dbmail_tap state: inode offset first-line-hash path\n"
+#define STATE_HEADER "# dbmail_tap state: v1|v2|r2 inode offset first-line-hash [epoch] path\n"
 #define TMP_INFIX ".tmp."
 
 /*
@@ -60,13 +60,15 @@ end:
 static int parse_line(char *line, tap_state_entry_t *e)
 {
     char *p = line, *end;
-    unsigned long long ino, hash = 0;
+    unsigned long long ino, hash = 0, epoch = 0;
     long long off;
-    int has_hash = 0;
+    int has_hash = 0, v2;
 
-    if (strncmp(p, "v1 ", 3) != 0) {
+    if (strncmp(p, "v1 ", 3) != 0 && strncmp(p, "v2 ", 3) != 0 && strncmp(p, "r2 ", 3) != 0) {
         return -1;
     }
+    v2 = p[1] == '2';
+    e->rotated = p[0] == 'r';
     p += 3;
     errno = 0;
     ino = strtoull(p, &end, 10);
@@ -90,6 +92,13 @@ static int parse_line(char *line, tap_state_entry_t *e)
         has_hash = 1;
         p = end + 1;
     }
+    if (v2) {
+        epoch = strtoull(p, &end, 10);
+        if (end == p || *end != ' ' || errno != 0 || epoch > UINT32_MAX) {
+            return -1;
+        }
+        p = end + 1;
+    }
     if (*p != '/') {
         return -1;  /* paths are stored absolute */
     }
@@ -101,6 +110,7 @@ static int parse_line(char *line, tap_state_entry_t *e)
     e->pos.off = off;
     e->pos.hash = hash;
     e->pos.has_hash = has_hash;
+    e->pos.epoch = (uint32_t)epoch;
     return 0;
 }
 
@@ -154,7 +164,7 @@ int tap_state_load(const char *file, tap_state_t *st, unsigned *bad, char *err, 
 const tap_follow_pos_t *tap_state_find(const tap_state_t *st, const char *path)
 {
     for (size_t i = 0; i < st->n; i++) {
-        if (strcmp(st->v[i].path, path) == 0) {
+        if (!st->v[i].rotated && strcmp(st->v[i].path, path) == 0) {
             return &st->v[i].pos;
         }
     }
@@ -204,18 +214,28 @@ int tap_state_save(const char *file, const tap_state_entry_t *v, size_t n,
     }
     fputs(STATE_HEADER, fp);
     for (size_t i = 0; i < n; i++) {
+        char hash[20], epoch[16];
         /* A path with a newline cannot be stored in a line format; such a
          * file simply starts at its end after a restart. */
         if (v[i].path == NULL || strchr(v[i].path, '\n') != NULL) {
             continue;
         }
         if (v[i].pos.has_hash) {
-            fprintf(fp, "v1 %" PRIu64 " %" PRId64 " %016" PRIx64 " %s\n",
-                    v[i].pos.ino, v[i].pos.off, v[i].pos.hash, v[i].path);
+            snprintf(hash, sizeof(hash), "%016" PRIx64, v[i].pos.hash);
         }
         else {
-            fprintf(fp, "v1 %" PRIu64 " %" PRId64 " - %s\n",
-                    v[i].pos.ino, v[i].pos.off, v[i].path);
+            snprintf(hash, sizeof(hash), "-");
+        }
+        /* v1 while the file was never truncated: the line an earlier
+         * version reads, should the daemon be downgraded */
+        if (v[i].pos.epoch == 0 && !v[i].rotated) {
+            fprintf(fp, "v1 %" PRIu64 " %" PRId64 " %s %s\n", v[i].pos.ino, v[i].pos.off, hash,
+                    v[i].path);
+        }
+        else {
+            snprintf(epoch, sizeof(epoch), "%" PRIu32, v[i].pos.epoch);
+            fprintf(fp, "%s %" PRIu64 " %" PRId64 " %s %s %s\n", v[i].rotated ? "r2" : "v2",
+                    v[i].pos.ino, v[i].pos.off, hash, epoch, v[i].path);
         }
     }
     if (fflush(fp) != 0 || fsync(fd) != 0) {

@@ -247,10 +247,12 @@ static void log_ban(const tap_jail_t *j, const mg_addr_t *key, const mg_record_r
 
 /* Record the round's rows, one store call per jail: the jails of a shared
  * log interleave, and a call per run of one jail would cost Redis a script
- * call per few failures.  0, or -1 when a call failed (what it stored is
- * marked all the same). */
-static int round_store(tap_writer_t *w, wbuf_t *b, size_t n)
+ * call per few failures.  *dups: the rows Redis had counted before (their
+ * line read again after a restart, or a call that timed out but ran).  0,
+ * or -1 when a call failed (what it stored is marked all the same). */
+static int round_store(tap_writer_t *w, wbuf_t *b, size_t n, size_t *dups)
 {
+    *dups = 0;
     for (size_t i = 0; i < n; i++) {
         uint8_t jail = b->batch[i].jail;
         const tap_jail_t *j = w->jails[jail];
@@ -273,6 +275,7 @@ static int round_store(tap_writer_t *w, wbuf_t *b, size_t n)
             }
             b->sent[b->idx[m]] = 1;
             stored++;
+            *dups += b->res[m].duplicate != 0;
             if (b->res[m].banned) {
                 banned++;
                 log_ban(j, &b->keys[m], &b->res[m]);
@@ -353,7 +356,7 @@ static void *writer_main(void *arg)
     for (;;) {
         int stopping = atomic_load(w->stop);
         uint64_t seq;
-        size_t n, stored;
+        size_t n, stored, dups;
         int failed;
         int64_t t0;
         wbuf_t b;
@@ -370,11 +373,17 @@ static void *writer_main(void *arg)
         }
         n = round_take(w, &b, n, &seq);
         t0 = tap_mono_ms();
-        failed = round_store(w, &b, n) != 0;
+        failed = round_store(w, &b, n, &dups) != 0;
         stored = round_settle(w, &b, n, seq);
         wbuf_put(&b);
         tap_debug("MG0625: round of %zu failures: %zu stored in %lld ms", n, stored,
                   (long long)(tap_mono_ms() - t0));
+        /* rare (a restart, a lost answer) and worth knowing: the count
+         * proves the resend cost nothing */
+        if (dups > 0) {
+            tap_notice("MG0626: %zu failures already counted in Redis (read again after a "
+                       "restart, or sent again after a lost answer): not counted again", dups);
+        }
         if (after_round(w, failed, stopping, flush_deadline)) {
             break;
         }

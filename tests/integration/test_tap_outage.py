@@ -1,4 +1,6 @@
 """Redis going away never stops dbmail_tap reading, and loses nothing."""
+import os
+import re
 import signal
 import time
 
@@ -102,3 +104,75 @@ def test_sigterm_with_redis_down_still_exits_0_promptly(tap, redis_server):
     t0 = time.monotonic()
     assert tap.stop() == 0
     assert time.monotonic() - t0 < 5
+
+
+def rotate_during_an_outage(tap, redis_server, a, b):
+    """Redis away; 3 failures of a in the file, which is then rotated by
+    rename; 2 failures of b in the new one; past the old file's grace."""
+    tap.start()
+    redis_server.stop()
+    append(tap.logfile, imap_fail(a) * 3)
+    tap.wait_log("MG0620: Redis unavailable", timeout=5)
+    os.rename(tap.logfile, tap.logfile + ".1")
+    append(tap.logfile, imap_fail(b) * 2)
+    tap.wait_log("MG0612: .* was rotated")
+    time.sleep(2.5)         # the old file is closed by now
+    # once a second the statefile names the rotated file by its inode
+    wait_for(lambda: re.search(r"^r2 %d 0 " % os.stat(tap.logfile + ".1").st_ino,
+                               open(tap.statefile).read(), re.M), timeout=3,
+             what="the rotated file in the statefile")
+
+
+@pytest.mark.parametrize("stop", ["SIGTERM", "kill -9"])
+def test_a_file_rotated_during_an_outage_is_read_again_after_a_restart(tap, redis_server, stop):
+    rotate_during_an_outage(tap, redis_server, "203.0.113.50", "203.0.113.51")
+    if stop == "SIGTERM":
+        assert tap.stop() == 0
+        tap.wait_log("MG0624: 5 failures not stored")
+    else:
+        tap.kill()
+    redis_server.start()
+    tap.start()
+    wait_for(lambda: tap.window("dbmail-imap", "203.0.113.50") == 3, timeout=10,
+             what="the rotated file's failures")
+    wait_for(lambda: tap.window("dbmail-imap", "203.0.113.51") == 2, timeout=10,
+             what="the new file's")
+    tap.wait_log(r"MG0610: following .*imap\.log\.1 \(rotated away from ")
+    time.sleep(0.3)
+    assert tap.window("dbmail-imap", "203.0.113.50") == 3
+    assert tap.window("dbmail-imap", "203.0.113.51") == 2
+    assert tap.stop() == 0
+    # all stored: the statefile no longer names it
+    assert "\nr2 " not in open(tap.statefile).read()
+
+
+def test_a_rotated_file_gone_before_the_restart_is_said_once(tap, redis_server):
+    rotate_during_an_outage(tap, redis_server, "203.0.113.52", "203.0.113.53")
+    assert tap.stop() == 0
+    os.unlink(tap.logfile + ".1")       # compressed, say
+    redis_server.start()
+    tap.start()
+    wait_for(lambda: tap.window("dbmail-imap", "203.0.113.53") == 2, timeout=10,
+             what="the new file's")
+    assert tap.log().count("MG0618: ") == 1
+    assert "is gone" in tap.log()
+    assert tap.window("dbmail-imap", "203.0.113.52") == 0
+    assert tap.stop() == 0
+
+
+def test_lines_written_before_a_rotation_while_stopped_are_read_from_the_rotated_file(
+        tap, redis_server):
+    tap.start()
+    append(tap.logfile, imap_fail("203.0.113.54"))
+    wait_for(lambda: tap.window("dbmail-imap", "203.0.113.54") == 1, what="first run")
+    assert tap.stop() == 0
+    # while stopped: more lines, then logrotate, then lines in the new file
+    append(tap.logfile, imap_fail("203.0.113.54") * 2)
+    os.rename(tap.logfile, tap.logfile + ".1")
+    append(tap.logfile, imap_fail("203.0.113.55"))
+    tap.start()
+    wait_for(lambda: tap.window("dbmail-imap", "203.0.113.55") == 1, what="the new file")
+    wait_for(lambda: tap.window("dbmail-imap", "203.0.113.54") == 3, what="the old file's tail")
+    time.sleep(0.3)
+    assert tap.window("dbmail-imap", "203.0.113.54") == 3
+    assert tap.stop() == 0

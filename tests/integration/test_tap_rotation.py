@@ -1,6 +1,7 @@
 """dbmail_tap follows logs through rotation and restarts without losing
 or double-counting a line."""
 import os
+import re
 import signal
 import time
 
@@ -78,6 +79,70 @@ def test_copytruncate_rewritten_past_the_old_offset_is_detected(tap):
         tap.send(signal.SIGCONT)
     wait_for(lambda: count(tap, "203.0.113.7") == 4, what="rewritten file read from 0")
     assert count(tap, "203.0.113.6") == 1
+    assert tap.stop() == 0
+
+
+def duplicates(tap):
+    """Failures the tap's writer met as duplicates, in this run."""
+    return sum(int(n) for n in re.findall(r"MG0626: (\d+) failures", tap.log()))
+
+
+def truncate_and_refill(tap, addr, before, after):
+    """`before` lines, a truncation the tap notices, then `after` lines
+    that start with the very line the old content started with (the same
+    message in the same second)."""
+    append(tap.logfile, imap_fail(addr) * before)
+    wait_for(lambda: count(tap, addr) == before, what="before the truncation")
+    with open(tap.logfile, "r+") as f:
+        f.truncate(0)
+    tap.wait_log("MG0613: .* was truncated")
+    append(tap.logfile, imap_fail(addr) * after)
+    wait_for(lambda: count(tap, addr) == before + after, what="the refilled lines")
+
+
+def test_a_file_refilled_with_its_old_first_line_is_new_lines_not_resent_ones(tap):
+    tap.start()
+    truncate_and_refill(tap, "203.0.113.8", 3, 5)
+    time.sleep(0.5)
+    assert count(tap, "203.0.113.8") == 8
+    assert "MG0626" not in tap.log()
+    assert tap.stop() == 0
+
+
+def test_a_restart_after_such_a_truncation_reads_its_lines_again_as_duplicates(tap):
+    tap.start()
+    truncate_and_refill(tap, "203.0.113.9", 3, 5)
+    assert tap.stop() == 0
+    ino = os.stat(tap.logfile).st_ino
+    size = os.path.getsize(tap.logfile)
+    text = open(tap.statefile).read()
+    m = re.search(r"^v2 %d %d ([0-9a-f]{16}) 1 %s$" % (ino, size, re.escape(tap.logfile)),
+                  text, re.M)
+    assert m, text
+    # as if killed before the statefile caught up: it points at the start
+    with open(tap.statefile, "w") as f:
+        f.write("v2 %d 0 %s 1 %s\n" % (ino, m.group(1), tap.logfile))
+    tap.start()
+    # one line per writer round that met any: the 5 may come in two
+    wait_for(lambda: duplicates(tap) == 5 or count(tap, "203.0.113.9") != 8,
+             what="the 5 lines read again met as duplicates")
+    time.sleep(0.3)
+    assert duplicates(tap) == 5
+    assert count(tap, "203.0.113.9") == 8
+    assert tap.stop() == 0
+
+
+def test_a_file_emptied_while_stopped_and_refilled_with_its_first_line_counts_it_all(tap):
+    tap.start()
+    append(tap.logfile, imap_fail("203.0.113.7") * 5)
+    wait_for(lambda: count(tap, "203.0.113.7") == 5, what="first run")
+    assert tap.stop() == 0
+    with open(tap.logfile, "w") as f:
+        f.write(imap_fail("203.0.113.7") * 2)
+    tap.start()
+    wait_for(lambda: count(tap, "203.0.113.7") == 7, what="the shorter refill")
+    tap.wait_log(r"MG0610: .*\(replaced while stopped")
+    assert "MG0626" not in tap.log()
     assert tap.stop() == 0
 
 

@@ -62,7 +62,7 @@ static int exists(const char *path)
 /* Save one entry and check the statefile reads back as it. */
 static void save_and_check(void)
 {
-    tap_state_entry_t e = { (char *)"/var/log/dbmail/dbmail.log", { 42, 1234, 0xabcdef, 1 } };
+    tap_state_entry_t e = { (char *)"/var/log/dbmail/dbmail.log", { 42, 1234, 0xabcdef, 1, 0 }, 0 };
     tap_state_t st;
     unsigned bad = 9;
     char err[256];
@@ -126,7 +126,7 @@ END_TEST
 START_TEST(an_unremovable_temp_name_is_an_error_not_a_crash)
 {
     char err[256];
-    tap_state_entry_t e = { (char *)"/x", { 1, 2, 0, 0 } };
+    tap_state_entry_t e = { (char *)"/x", { 1, 2, 0, 0, 0 }, 0 };
 
     ck_assert_int_eq(mkdir(tmpname, 0700), 0);
     ck_assert_int_eq(tap_state_save(statefile, &e, 1, err, sizeof(err)), -1);
@@ -164,6 +164,96 @@ START_TEST(load_removes_the_temp_files_of_processes_that_are_gone)
 }
 END_TEST
 
+START_TEST(a_truncated_files_epoch_reads_back_and_older_lines_read_as_epoch_0)
+{
+    tap_state_entry_t e[2] = {
+        { (char *)"/var/log/a.log", { 7, 100, 0x1234, 1, 0 }, 0 },
+        { (char *)"/var/log/b.log", { 8, 200, 0, 0, 3 }, 0 },
+    };
+    tap_state_t st;
+    unsigned bad = 9;
+    char err[256], text[512];
+    const tap_follow_pos_t *p;
+
+    ck_assert_msg(tap_state_save(statefile, e, 2, err, sizeof(err)) == 0, "%s", err);
+    /* never truncated: the line an earlier version reads too */
+    read_file(statefile, text, sizeof(text));
+    ck_assert_ptr_nonnull(strstr(text, "\nv1 7 100 0000000000001234 /var/log/a.log\n"));
+    ck_assert_ptr_nonnull(strstr(text, "\nv2 8 200 - 3 /var/log/b.log\n"));
+    ck_assert_int_eq(tap_state_load(statefile, &st, &bad, err, sizeof(err)), 0);
+    ck_assert_uint_eq(bad, 0);
+    p = tap_state_find(&st, "/var/log/a.log");
+    ck_assert_ptr_nonnull(p);
+    ck_assert_uint_eq(p->epoch, 0);
+    ck_assert_uint_eq(p->hash, 0x1234);
+    p = tap_state_find(&st, "/var/log/b.log");
+    ck_assert_ptr_nonnull(p);
+    ck_assert_uint_eq(p->epoch, 3);
+    ck_assert_int_eq(p->off, 200);
+    ck_assert(!p->has_hash);
+    tap_state_free(&st);
+}
+END_TEST
+
+START_TEST(a_malformed_epoch_is_an_unreadable_line)
+{
+    tap_state_t st;
+    unsigned bad = 0;
+    char err[256];
+
+    write_file(statefile, "v2 1 2 - /no/epoch\n"
+                          "v2 1 2 - x /letters\n"
+                          "v2 1 2 - 4294967296 /too/big\n"
+                          "v2 1 2 - -1 /negative\n"
+                          "v3 1 2 - 1 /unknown/version\n"
+                          "r1 1 2 - /rotated/without/epoch\n"
+                          "v2 1 2 00ff 4294967295 /largest\n");
+    ck_assert_int_eq(tap_state_load(statefile, &st, &bad, err, sizeof(err)), 0);
+    ck_assert_uint_eq(bad, 6);
+    ck_assert_uint_eq(st.n, 1);
+    ck_assert_uint_eq(tap_state_find(&st, "/largest")->epoch, 4294967295u);
+    tap_state_free(&st);
+}
+END_TEST
+
+START_TEST(a_rotated_file_reads_back_apart_from_the_one_at_its_path)
+{
+    tap_state_entry_t e[3] = {
+        { (char *)"/var/log/a.log", { 11, 300, 0xfeed, 1, 0 }, 1 },
+        { (char *)"/var/log/a.log", { 12, 40, 0xbeef, 1, 2 }, 1 },
+        { (char *)"/var/log/a.log", { 13, 50, 0xcafe, 1, 0 }, 0 },
+    };
+    tap_state_t st;
+    unsigned bad = 9;
+    char err[256], text[512];
+    const tap_follow_pos_t *p;
+
+    ck_assert_msg(tap_state_save(statefile, e, 3, err, sizeof(err)) == 0, "%s", err);
+    read_file(statefile, text, sizeof(text));
+    ck_assert_ptr_nonnull(strstr(text, "\nr2 11 300 000000000000feed 0 /var/log/a.log\n"));
+    ck_assert_ptr_nonnull(strstr(text, "\nr2 12 40 000000000000beef 2 /var/log/a.log\n"));
+    ck_assert_ptr_nonnull(strstr(text, "\nv1 13 50 000000000000cafe /var/log/a.log\n"));
+    ck_assert_int_eq(tap_state_load(statefile, &st, &bad, err, sizeof(err)), 0);
+    ck_assert_uint_eq(bad, 0);
+    ck_assert_uint_eq(st.n, 3);
+    /* the path's own position is the file at the path, whatever the order */
+    p = tap_state_find(&st, "/var/log/a.log");
+    ck_assert_ptr_nonnull(p);
+    ck_assert_uint_eq(p->ino, 13);
+    ck_assert(st.v[0].rotated && st.v[1].rotated && !st.v[2].rotated);
+    ck_assert_uint_eq(st.v[0].pos.ino, 11);
+    ck_assert_int_eq(st.v[0].pos.off, 300);
+    ck_assert_uint_eq(st.v[1].pos.epoch, 2);
+    tap_state_free(&st);
+    /* only a rotated line: the path itself has no position */
+    write_file(statefile, "r2 11 300 - 0 /var/log/b.log\n");
+    ck_assert_int_eq(tap_state_load(statefile, &st, &bad, err, sizeof(err)), 0);
+    ck_assert_uint_eq(st.n, 1);
+    ck_assert_ptr_null(tap_state_find(&st, "/var/log/b.log"));
+    tap_state_free(&st);
+}
+END_TEST
+
 static Suite *state_suite(void)
 {
     Suite *s = suite_create("tap_state");
@@ -176,6 +266,9 @@ static Suite *state_suite(void)
     tcase_add_test(tc, a_stale_temp_file_from_a_crash_is_replaced);
     tcase_add_test(tc, an_unremovable_temp_name_is_an_error_not_a_crash);
     tcase_add_test(tc, load_removes_the_temp_files_of_processes_that_are_gone);
+    tcase_add_test(tc, a_truncated_files_epoch_reads_back_and_older_lines_read_as_epoch_0);
+    tcase_add_test(tc, a_malformed_epoch_is_an_unreadable_line);
+    tcase_add_test(tc, a_rotated_file_reads_back_apart_from_the_one_at_its_path);
     suite_add_tcase(s, tc);
     return s;
 }
