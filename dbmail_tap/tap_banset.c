@@ -7,13 +7,13 @@
 #include <string.h>
 
 typedef struct slot {
-    mg_addr_t key;      /* plen 0: empty */
+    mg_addr_t key; /* plen 0: empty */
     int64_t expiry;
 } slot_t;
 
 struct tap_banset {
     slot_t *v;
-    size_t cap;         /* a power of two, or 0 */
+    size_t cap; /* a power of two, or 0 */
     size_t n;
 };
 

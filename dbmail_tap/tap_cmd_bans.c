@@ -28,12 +28,10 @@ typedef struct bans_opts {
 
 static int parse_opts(int argc, char **argv, const char *name, int allow_all, bans_opts_t *o)
 {
-    static const struct option opts[] = {
-        { "config", required_argument, NULL, 'c' },
-        { "all", no_argument, NULL, 'a' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 }
-    };
+    static const struct option opts[] = { { "config", required_argument, NULL, 'c' },
+                                          { "all", no_argument, NULL, 'a' },
+                                          { "help", no_argument, NULL, 'h' },
+                                          { NULL, 0, NULL, 0 } };
     int c;
 
     memset(o, 0, sizeof(*o));
@@ -82,8 +80,7 @@ static int parse_opts(int argc, char **argv, const char *name, int allow_all, ba
 }
 
 /* Config and store; 0 or 1 (error printed). */
-static int open_store(const char *name, const char *config, tap_config_t **cfg,
-                      mg_store_t **st)
+static int open_store(const char *name, const char *config, tap_config_t **cfg, mg_store_t **st)
 {
     char err[TAP_CONFIG_ERRLEN];
     mg_store_cfg_t sc;
@@ -102,7 +99,8 @@ static int open_store(const char *name, const char *config, tap_config_t **cfg,
     return 0;
 }
 
-static void fmt_expiry(int64_t expiry, int64_t now, char *when, size_t wl, char *left, size_t ll)
+static void fmt_expiry(int64_t expiry, int64_t now, char *when, size_t wl, char *left,
+                       size_t ll)
 {
     if (expiry == MG_EXPIRY_NEVER) {
         snprintf(when, wl, "never");
@@ -147,7 +145,8 @@ int tap_cmd_bans(int argc, char **argv)
         printf("usage: dbmail_tap bans [-c FILE]\n\n"
                "List the live bans of the shared set (every jail, the webmail's too):\n"
                "address, expiry (UTC) and time left, soonest expiry first.\n"
-               "  -c, --config FILE   configuration (default %s)\n", TAP_DEFAULT_CONFIG);
+               "  -c, --config FILE   configuration (default %s)\n",
+               TAP_DEFAULT_CONFIG);
         return 0;
     }
     if (o.nargs > 0) {
@@ -218,7 +217,8 @@ int tap_cmd_ban(int argc, char **argv)
                "in the shared set, for DURATION (30s, 10m, 1h, 2d, 1w, 1h30m; `permanent`\n"
                "for no end).  Without DURATION: the bantime of the first enabled jail.\n"
                "Every webmail server and firewall following the set applies it at once.\n"
-               "  -c, --config FILE   configuration (default %s)\n", TAP_DEFAULT_CONFIG);
+               "  -c, --config FILE   configuration (default %s)\n",
+               TAP_DEFAULT_CONFIG);
         return 0;
     }
     if (o.nargs < 1 || o.nargs > 2) {
@@ -275,7 +275,8 @@ int tap_cmd_unban(int argc, char **argv)
         printf("usage: dbmail_tap unban ADDR|--all [-c FILE]\n\n"
                "Lift the ban of an address or prefix (as `dbmail_tap bans` lists it), or\n"
                "every ban with --all.  Failure history used for escalation is kept.\n"
-               "  -c, --config FILE   configuration (default %s)\n", TAP_DEFAULT_CONFIG);
+               "  -c, --config FILE   configuration (default %s)\n",
+               TAP_DEFAULT_CONFIG);
         return 0;
     }
     if ((o.all && o.nargs != 0) || (!o.all && o.nargs != 1)) {
@@ -331,7 +332,8 @@ int tap_cmd_resync(int argc, char **argv)
                "only changed a score, or a ZREM and a ZADD between two checks).  Each\n"
                "reads the set in pages; at a million bans that costs Redis about a\n"
                "second of work per reader.\n"
-               "  -c, --config FILE   configuration (default %s)\n", TAP_DEFAULT_CONFIG);
+               "  -c, --config FILE   configuration (default %s)\n",
+               TAP_DEFAULT_CONFIG);
         return 0;
     }
     if (o.nargs > 0) {

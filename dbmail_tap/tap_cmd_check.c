@@ -14,9 +14,10 @@
 
 static void usage(FILE *fp)
 {
-    fprintf(fp, "usage: dbmail_tap check [-c FILE]\n"
-                "  Validate the configuration (default %s) and print its jails.\n"
-                "  Exit status 0: valid; 1: invalid (the error names file, line and key).\n",
+    fprintf(fp,
+            "usage: dbmail_tap check [-c FILE]\n"
+            "  Validate the configuration (default %s) and print its jails.\n"
+            "  Exit status 0: valid; 1: invalid (the error names file, line and key).\n",
             TAP_DEFAULT_CONFIG);
 }
 
@@ -50,11 +51,9 @@ static void print_jail(const tap_jail_t *j)
 
 int tap_cmd_check(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        { "config", required_argument, NULL, 'c' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 }
-    };
+    static const struct option opts[] = { { "config", required_argument, NULL, 'c' },
+                                          { "help", no_argument, NULL, 'h' },
+                                          { NULL, 0, NULL, 0 } };
     const char *config = TAP_DEFAULT_CONFIG;
     char err[TAP_CONFIG_ERRLEN];
     tap_config_t *cfg = NULL;

@@ -47,26 +47,26 @@
 #include "tap_resume.h"
 #include "tap_writer.h"
 
-#define TAP_STATE_MS 1000           /* statefile written at most this often */
+#define TAP_STATE_MS 1000 /* statefile written at most this often */
 
 /* What the command owns; each thread has its own context besides. */
 typedef struct run {
     tap_config_t *cfg;
-    const tap_jail_t **jails;       /* enabled jails; index = tap_failure_t.jail */
+    const tap_jail_t **jails; /* enabled jails; index = tap_failure_t.jail */
     size_t njails;
     tap_queue_t *q;
     tap_reader_t *rd;
     tap_writer_t *writer;
     tap_keeper_t *keeper;
     tap_resume_t resume;
-    tap_state_t state;              /* the statefile as loaded */
+    tap_state_t state; /* the statefile as loaded */
     mg_store_cfg_t scfg;
-    int sfd;                        /* signalfd */
-    atomic_int stop;                /* 1: stop reading; writer flushes */
+    int sfd;         /* signalfd */
+    atomic_int stop; /* 1: stop reading; writer flushes */
     /* the metrics file */
     tap_metrics_t metrics;
-    tap_metrics_jail_t *mjails;     /* one row per enabled jail */
-    tap_keeper_stats_t kstats;      /* the keeper's, as last read */
+    tap_metrics_jail_t *mjails; /* one row per enabled jail */
+    tap_keeper_stats_t kstats;  /* the keeper's, as last read */
     int64_t start_time;
 } run_t;
 
@@ -95,13 +95,11 @@ static void usage(FILE *fp)
  * status (0 after --help, 2 for a usage error). */
 static int parse_options(int argc, char **argv, const char **config, int *use_inotify)
 {
-    static const struct option opts[] = {
-        { "config", required_argument, NULL, 'c' },
-        { "log-level", required_argument, NULL, 'l' },
-        { "poll", no_argument, NULL, 'p' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 }
-    };
+    static const struct option opts[] = { { "config", required_argument, NULL, 'c' },
+                                          { "log-level", required_argument, NULL, 'l' },
+                                          { "poll", no_argument, NULL, 'p' },
+                                          { "help", no_argument, NULL, 'h' },
+                                          { NULL, 0, NULL, 0 } };
     tap_log_level_t lv;
     int c;
 
@@ -330,8 +328,7 @@ static void reader_loop(run_t *r)
     tap_follow_t *fol = tap_reader_follow(r->rd);
     int64_t next_state = tap_mono_ms() + TAP_STATE_MS;
     /* without a metrics file the timer never fires (nor shortens a poll) */
-    int64_t next_metrics = r->metrics.path != NULL ? tap_mono_ms() + TAP_METRICS_MS
-                                                    : INT64_MAX;
+    int64_t next_metrics = r->metrics.path != NULL ? tap_mono_ms() + TAP_METRICS_MS : INT64_MAX;
 
     tap_follow_start(fol);
     /* at once: the file says the daemon runs, and which files are open */

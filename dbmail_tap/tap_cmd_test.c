@@ -20,7 +20,7 @@
 /* Distinct addresses and their counts: open addressing, linear probing. */
 typedef struct slot {
     mg_addr_t addr;
-    uint64_t count;     /* 0 = empty */
+    uint64_t count; /* 0 = empty */
 } slot_t;
 
 typedef struct counts {
@@ -107,10 +107,13 @@ static int on_line(void *baton, tap_outcome_t o, const mg_addr_t *addr, const ch
     if (o == TAP_FAILURE) {
         if (counts_add(c, addr) != 0)
             c->oom = 1;
-    } else if ((o == TAP_MISSED && c->print_missed) || (o == TAP_IGNORED && c->print_ignored)
-               || (o == TAP_SUSPICIOUS && c->print_suspicious)) {
-        printf("%s| %.*s\n", o == TAP_MISSED ? "missed    " : o == TAP_IGNORED ? "ignored   "
-                                                                          : "suspicious",
+    }
+    else if ((o == TAP_MISSED && c->print_missed) || (o == TAP_IGNORED && c->print_ignored)
+             || (o == TAP_SUSPICIOUS && c->print_suspicious)) {
+        printf("%s| %.*s\n",
+               o == TAP_MISSED    ? "missed    "
+               : o == TAP_IGNORED ? "ignored   "
+                                  : "suspicious",
                (int)len, line ? line : "");
     }
     return c->oom;
@@ -181,10 +184,11 @@ static void usage(FILE *f)
                "  FILTER is a built-in filter:");
     for (size_t i = 0; names[i]; i++)
         fprintf(f, " %s", names[i]);
-    fprintf(f, "\n  REGEX is a Fail2Ban failregex with <HOST>, e.g.\n"
-               "    'login rejected: user \\[.*\\] from \\[<HOST>:\\d*\\]$'\n"
-               "  Prints lines read, matched, ignored, suspicious (lines that imitate DBMail's,\n"
-               "  or that a username's newline wrote) and missed, and the addresses found.\n");
+    fprintf(f,
+            "\n  REGEX is a Fail2Ban failregex with <HOST>, e.g.\n"
+            "    'login rejected: user \\[.*\\] from \\[<HOST>:\\d*\\]$'\n"
+            "  Prints lines read, matched, ignored, suspicious (lines that imitate DBMail's,\n"
+            "  or that a username's newline wrote) and missed, and the addresses found.\n");
 }
 
 /* Read the whole file through the scanner; -1 with errno on a read error. */
@@ -202,7 +206,7 @@ static int scan_fd(int fd, tap_scanner_t *sc)
         if (n == 0)
             break;
         if (tap_scanner_commit(sc, (size_t)n) != 0)
-            return 0;   /* stopped: out of memory for the counts */
+            return 0; /* stopped: out of memory for the counts */
     }
     /* the last line counts even without its newline, as fail2ban-regex does */
     if (tap_scanner_pending(sc) > 0) {
@@ -232,24 +236,31 @@ int tap_cmd_test(int argc, char **argv)
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage(stdout);
             return 0;
-        } else if (strcmp(a, "--print-missed") == 0) {
+        }
+        else if (strcmp(a, "--print-missed") == 0) {
             c.print_missed = 1;
-        } else if (strcmp(a, "--print-ignored") == 0) {
+        }
+        else if (strcmp(a, "--print-ignored") == 0) {
             c.print_ignored = 1;
-        } else if (strcmp(a, "--print-suspicious") == 0) {
+        }
+        else if (strcmp(a, "--print-suspicious") == 0) {
             c.print_suspicious = 1;
-        } else if (strcmp(a, "--top") == 0) {
+        }
+        else if (strcmp(a, "--top") == 0) {
             const char *why;
             if (i + 1 >= argc || mg_parse_uint(argv[i + 1], 1, 1000000, &top, &why) != 0) {
                 fprintf(stderr, "dbmail_tap test: --top needs a number 1..1000000\n");
                 return 2;
             }
             i++;
-        } else if (file == NULL) {
+        }
+        else if (file == NULL) {
             file = a;
-        } else if (pattern == NULL) {
+        }
+        else if (pattern == NULL) {
             pattern = a;
-        } else {
+        }
+        else {
             fprintf(stderr, "dbmail_tap test: unexpected argument '%s'\n", a);
             usage(stderr);
             return 2;
@@ -299,7 +310,8 @@ int tap_cmd_test(int argc, char **argv)
     const tap_scan_stats_t *st = tap_scanner_stats(sc);
     uint64_t suspicious = tap_matcher_suspicious(m);
     printf("Log file:  %s\n", file);
-    printf("Pattern:   %s%s\n", pattern, tap_filter_exists(pattern) ? " (built-in filter)" : "");
+    printf("Pattern:   %s%s\n", pattern,
+           tap_filter_exists(pattern) ? " (built-in filter)" : "");
     printf("Lines:     %llu read, %llu matched, %llu ignored, %llu suspicious, %llu missed"
            " (%llu longer than %u bytes, in ignored)\n",
            (unsigned long long)st->lines, (unsigned long long)st->failures,

@@ -25,28 +25,53 @@
 #include "tap_ini.h"
 #include "mg_rules.h"
 
-#define MAX_FILE (4 * 1024 * 1024)
+#define MAX_FILE         (4 * 1024 * 1024)
 #define DEFAULT_IGNOREIP "127.0.0.1/8 ::1"
 
-static const char *const global_keys[] = {
-    "redis", "prefix", "statefile", "metrics_file", "banaction", "port", "prefixfloor", NULL
-};
+static const char *const global_keys[] = { "redis",     "prefix", "statefile",   "metrics_file",
+                                           "banaction", "port",   "prefixfloor", NULL };
 
-static const char *const jail_keys[] = {
-    "enabled", "filter", "failregex", "ignoreregex", "logpath", "maxretry", "findtime",
-    "bantime", "bantime.increment", "bantime.factor", "bantime.maxtime", "ignoreip",
-    "ipv6prefix", NULL
-};
+static const char *const jail_keys[] = { "enabled",           "filter",
+                                         "failregex",         "ignoreregex",
+                                         "logpath",           "maxretry",
+                                         "findtime",          "bantime",
+                                         "bantime.increment", "bantime.factor",
+                                         "bantime.maxtime",   "ignoreip",
+                                         "ipv6prefix",        NULL };
 
 /* Fail2Ban keys a migrated jail.local may carry: named in the error so
  * the user knows why they are refused. */
-static const char *const f2b_keys[] = {
-    "action", "backend", "usedns", "ignoreself", "ignorecommand", "destemail", "sender",
-    "mta", "protocol", "chain", "logencoding", "datepattern", "journalmatch", "maxlines",
-    "before", "after", "mode", "bantime.rndtime", "bantime.formula", "bantime.multipliers",
-    "bantime.overalljails", "banaction_allports", "maxmatches", "prefregex", "dbfile",
-    "dbpurgeage", "loglevel", "logtarget", "socket", "pidfile", NULL
-};
+static const char *const f2b_keys[] = { "action",
+                                        "backend",
+                                        "usedns",
+                                        "ignoreself",
+                                        "ignorecommand",
+                                        "destemail",
+                                        "sender",
+                                        "mta",
+                                        "protocol",
+                                        "chain",
+                                        "logencoding",
+                                        "datepattern",
+                                        "journalmatch",
+                                        "maxlines",
+                                        "before",
+                                        "after",
+                                        "mode",
+                                        "bantime.rndtime",
+                                        "bantime.formula",
+                                        "bantime.multipliers",
+                                        "bantime.overalljails",
+                                        "banaction_allports",
+                                        "maxmatches",
+                                        "prefregex",
+                                        "dbfile",
+                                        "dbpurgeage",
+                                        "loglevel",
+                                        "logtarget",
+                                        "socket",
+                                        "pidfile",
+                                        NULL };
 
 static int in_list(const char *const *list, const char *k)
 {
@@ -66,12 +91,16 @@ static int check_keys(tap_cfg_ctx_t *c, const tap_ini_section_t *s, int is_defau
         if (in_list(global_keys, e->key)) {
             if (is_default)
                 continue;
-            return tap_cfg_fail(c, e->line, "%s: only valid in [DEFAULT] (it applies to the whole "
-                        "daemon), not in [%s]", e->key, s->name);
+            return tap_cfg_fail(c, e->line,
+                                "%s: only valid in [DEFAULT] (it applies to the whole "
+                                "daemon), not in [%s]",
+                                e->key, s->name);
         }
         if (in_list(f2b_keys, e->key))
-            return tap_cfg_fail(c, e->line, "%s: unknown key (a Fail2Ban setting dbmail_tap does "
-                        "not use: remove it)", e->key);
+            return tap_cfg_fail(c, e->line,
+                                "%s: unknown key (a Fail2Ban setting dbmail_tap does "
+                                "not use: remove it)",
+                                e->key);
         return tap_cfg_fail(c, e->line, "%s: unknown key", e->key);
     }
     return 0;
@@ -83,8 +112,8 @@ static int add_ignoreip(void *b, const char *tok)
     const char *why = "bad address";
 
     if (mg_cidrset_add(t->target, tok, &why) != 0)
-        return tap_cfg_fail(t->c, tap_cfg_token_line(t->e, tok), "%s: not an address or CIDR range (%s): '%s'",
-                    t->e->key, why, tok);
+        return tap_cfg_fail(t->c, tap_cfg_token_line(t->e, tok),
+                            "%s: not an address or CIDR range (%s): '%s'", t->e->key, why, tok);
     return 0;
 }
 
@@ -103,7 +132,7 @@ static int add_logpath(void *b, const char *tok)
         return tap_cfg_fail(t->c, line, "%s: not an absolute path: '%s'", t->e->key, tok);
     if (strpbrk(tok, "*?[") != NULL)
         return tap_cfg_fail(t->c, line, "%s: wildcards are not supported, list each file: '%s'",
-                    t->e->key, tok);
+                            t->e->key, tok);
     if (strlen(tok) >= 4095)
         return tap_cfg_fail(t->c, line, "%s: path too long", t->e->key);
     for (size_t i = 0; i < pl->n; i++)
@@ -186,8 +215,8 @@ static int add_regexes(tap_cfg_ctx_t *c, tap_jail_t *j, const tap_ini_entry_t *e
  * template) over def.  Checks that need a real jail (logpath, a pattern)
  * only apply to enabled jails.
  */
-static int build_jail(tap_cfg_ctx_t *c, const tap_ini_section_t *s, const tap_ini_section_t *def,
-                      tap_jail_t *j)
+static int build_jail(tap_cfg_ctx_t *c, const tap_ini_section_t *s,
+                      const tap_ini_section_t *def, tap_jail_t *j)
 {
     const tap_ini_section_t *own = s ? s : def;
     const tap_ini_entry_t *e;
@@ -208,7 +237,7 @@ static int build_jail(tap_cfg_ctx_t *c, const tap_ini_section_t *s, const tap_in
         return -1;
     if ((e = lookup(s, def, "maxretry"))
         && tap_cfg_count(c, e, mg_rule_maxretry, "not a count from 1 to 100000",
-                       &j->policy.maxretry))
+                         &j->policy.maxretry))
         return -1;
     if ((e = lookup(s, def, "findtime")) && tap_cfg_duration(c, e, &j->policy.findtime))
         return -1;
@@ -231,7 +260,8 @@ static int build_jail(tap_cfg_ctx_t *c, const tap_ini_section_t *s, const tap_in
         t.target = j->ignoreip;
         if (tap_cfg_tokens(e->value, " \t\r\n,", add_ignoreip, &t) != 0)
             return -1;
-    } else {
+    }
+    else {
         const char *why;
         if (mg_cidrset_add(j->ignoreip, "127.0.0.1/8", &why) != 0
             || mg_cidrset_add(j->ignoreip, "::1", &why) != 0)
@@ -255,8 +285,9 @@ static int build_jail(tap_cfg_ctx_t *c, const tap_ini_section_t *s, const tap_in
         if (f == NULL)
             return -1;
         if (strchr(f, '[') != NULL)
-            return tap_cfg_fail(c, e->line, "%s: filter options (name[...]) are not supported: '%s'",
-                        e->key, f);
+            return tap_cfg_fail(c, e->line,
+                                "%s: filter options (name[...]) are not supported: '%s'",
+                                e->key, f);
         if (f[0] != '\0' && tap_matcher_add_filter(j->matcher, f, merr, sizeof(merr)) != 0)
             return tap_cfg_fail(c, e->line, "%s: %s", e->key, merr);
         if (f[0] != '\0' && (j->filter = strdup(f)) == NULL)
@@ -271,8 +302,8 @@ static int build_jail(tap_cfg_ctx_t *c, const tap_ini_section_t *s, const tap_in
         if (j->nlogpaths == 0)
             return tap_cfg_fail(c, j->line, "[%s]: enabled jail has no logpath", j->name);
         if (tap_matcher_count(j->matcher) == 0)
-            return tap_cfg_fail(c, j->line, "[%s]: enabled jail has neither filter nor failregex",
-                        j->name);
+            return tap_cfg_fail(c, j->line,
+                                "[%s]: enabled jail has neither filter nor failregex", j->name);
     }
     return 0;
 }
@@ -282,7 +313,8 @@ static int check_jail_name(tap_cfg_ctx_t *c, const tap_ini_section_t *s)
     const char *why = NULL;
 
     if (strcmp(s->name, "INCLUDES") == 0)
-        return tap_cfg_fail(c, s->line, "[INCLUDES] is not supported: put everything in one file");
+        return tap_cfg_fail(c, s->line,
+                            "[INCLUDES] is not supported: put everything in one file");
     if (mg_rule_jail_name(s->name, &why) != 0)
         return tap_cfg_fail(c, s->line, "bad jail name [%s]: %s", s->name, why);
     return 0;

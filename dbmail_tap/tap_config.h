@@ -30,7 +30,7 @@
 #define TAP_DEFAULT_STATEFILE "/var/lib/dbmail_tap/state"
 /* Longest metrics_file (room left for the temporary file's suffix). */
 #define TAP_METRICS_PATH_MAX 4000
-#define TAP_MAX_PORTS 64
+#define TAP_MAX_PORTS        64
 
 typedef enum tap_banaction {
     TAP_BANACTION_NONE = 0,
@@ -39,38 +39,38 @@ typedef enum tap_banaction {
 } tap_banaction_t;
 
 typedef struct tap_jail {
-    char *name;                 /* section name */
-    unsigned line;              /* line of the section header */
-    int enabled;                /* default 0, as in Fail2Ban */
-    mg_policy_t policy;         /* maxretry 5, findtime 10m, bantime 1h,
+    char *name;             /* section name */
+    unsigned line;          /* line of the section header */
+    int enabled;            /* default 0, as in Fail2Ban */
+    mg_policy_t policy;     /* maxretry 5, findtime 10m, bantime 1h,
                                    increment off, factor 2, maxtime 1w */
-    unsigned ipv6prefix;        /* 1..128, default 64 */
-    mg_cidrset_t *ignoreip;     /* default 127.0.0.1/8 ::1; never NULL */
-    char **logpaths;            /* absolute paths, in file order */
+    unsigned ipv6prefix;    /* 1..128, default 64 */
+    mg_cidrset_t *ignoreip; /* default 127.0.0.1/8 ::1; never NULL */
+    char **logpaths;        /* absolute paths, in file order */
     size_t nlogpaths;
-    char *filter;               /* built-in filter name or NULL */
-    char **failregex;           /* as written (after %% unescaping) */
+    char *filter;     /* built-in filter name or NULL */
+    char **failregex; /* as written (after %% unescaping) */
     size_t nfailregex;
     char **ignoreregex;
     size_t nignoreregex;
-    tap_matcher_t *matcher;     /* filter + failregex + ignoreregex, compiled;
+    tap_matcher_t *matcher; /* filter + failregex + ignoreregex, compiled;
                                    not thread-safe: tap_matcher_clone() for
                                    another thread */
 } tap_jail_t;
 
 typedef struct tap_config {
-    char *path;                 /* the file it was read from */
-    char *redis;                /* URL text (default MG_STORE_DEFAULT_URL) */
-    mg_store_url_t redis_url;   /* parsed */
-    char *prefix;               /* default MG_STORE_DEFAULT_PREFIX */
-    char *statefile;            /* default TAP_DEFAULT_STATEFILE */
-    char *metrics_file;         /* absolute path, or NULL (the default): no file */
-    tap_banaction_t banaction;  /* default none */
-    uint16_t ports[TAP_MAX_PORTS];  /* default 143,993,110,995,4190 */
-    unsigned floor4, floor6;    /* prefixfloor: widest prefix ban taken from Redis
+    char *path;                    /* the file it was read from */
+    char *redis;                   /* URL text (default MG_STORE_DEFAULT_URL) */
+    mg_store_url_t redis_url;      /* parsed */
+    char *prefix;                  /* default MG_STORE_DEFAULT_PREFIX */
+    char *statefile;               /* default TAP_DEFAULT_STATEFILE */
+    char *metrics_file;            /* absolute path, or NULL (the default): no file */
+    tap_banaction_t banaction;     /* default none */
+    uint16_t ports[TAP_MAX_PORTS]; /* default 143,993,110,995,4190 */
+    unsigned floor4, floor6;       /* prefixfloor: widest prefix ban taken from Redis
                                    (default MG_FLOOR4_DEFAULT, MG_FLOOR6_DEFAULT) */
     size_t nports;
-    tap_jail_t *jails;          /* every jail section, enabled or not, in file order */
+    tap_jail_t *jails; /* every jail section, enabled or not, in file order */
     size_t njails;
 } tap_config_t;
 
@@ -84,8 +84,8 @@ int tap_config_load(const char *path, tap_config_t **out, char *err, size_t errl
 
 /* The same from memory; name is used in messages.  text need not be
  * NUL-terminated; NUL bytes inside are an error. */
-int tap_config_parse(const char *text, size_t len, const char *name,
-                     tap_config_t **out, char *err, size_t errlen);
+int tap_config_parse(const char *text, size_t len, const char *name, tap_config_t **out,
+                     char *err, size_t errlen);
 
 void tap_config_free(tap_config_t *cfg);
 

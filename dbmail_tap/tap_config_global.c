@@ -23,18 +23,19 @@ static int add_port(void *b, const char *tok)
     const char *why;
 
     if (mg_parse_uint(tok, 1, 65535, &v, &why) != 0)
-        return tap_cfg_fail(t->c, t->e->line, "%s: not a port number 1-65535 (names such as 'imap' "
-                    "are not accepted): '%s'", t->e->key, tok);
+        return tap_cfg_fail(t->c, t->e->line,
+                            "%s: not a port number 1-65535 (names such as 'imap' "
+                            "are not accepted): '%s'",
+                            t->e->key, tok);
     for (size_t i = 0; i < cfg->nports; i++)
         if (cfg->ports[i] == v)
             return 0;
     if (cfg->nports == TAP_MAX_PORTS)
-        return tap_cfg_fail(t->c, t->e->line, "%s: more than %d ports", t->e->key, TAP_MAX_PORTS);
+        return tap_cfg_fail(t->c, t->e->line, "%s: more than %d ports", t->e->key,
+                            TAP_MAX_PORTS);
     cfg->ports[cfg->nports++] = (uint16_t)v;
     return 0;
 }
-
-
 
 /*
  * metrics_file: an absolute path to a file, written next to its temporary
@@ -54,12 +55,14 @@ static int build_metrics_file(tap_cfg_ctx_t *c, const tap_ini_entry_t *e, tap_co
         return tap_cfg_fail(c, e->line, "metrics_file: not an absolute path: '%s'", v);
     for (size_t i = 0; i < n; i++)
         if (!isgraph((unsigned char)v[i]))
-            return tap_cfg_fail(c, e->line, "metrics_file: no spaces or control characters: '%s'", v);
+            return tap_cfg_fail(c, e->line,
+                                "metrics_file: no spaces or control characters: '%s'", v);
     if (v[n - 1] == '/' || (n >= 2 && strcmp(v + n - 2, "/.") == 0)
         || (n >= 3 && strcmp(v + n - 3, "/..") == 0))
         return tap_cfg_fail(c, e->line, "metrics_file: names a directory, not a file: '%s'", v);
     if (n > TAP_METRICS_PATH_MAX)
-        return tap_cfg_fail(c, e->line, "metrics_file: path longer than %d bytes", TAP_METRICS_PATH_MAX);
+        return tap_cfg_fail(c, e->line, "metrics_file: path longer than %d bytes",
+                            TAP_METRICS_PATH_MAX);
     if (strcmp(v, cfg->statefile) == 0)
         return tap_cfg_fail(c, e->line, "metrics_file: the same file as statefile: '%s'", v);
     cfg->metrics_file = strdup(v);
@@ -84,9 +87,11 @@ int tap_cfg_globals(tap_cfg_ctx_t *c, const tap_ini_section_t *def, tap_config_t
         return tap_cfg_fail(c, e ? e->line : 0, "out of memory");
     /* the value is not echoed: it may hold a password */
     if (mg_store_url_parse(cfg->redis, &cfg->redis_url, &why) != 0)
-        return tap_cfg_fail(c, e ? e->line : 0, "redis: not a Redis URL "
-                    "(redis://[[user]:password@]host[:port][/db] or unix:/path[?db=N]): %s",
-                    why);
+        return tap_cfg_fail(
+            c, e ? e->line : 0,
+            "redis: not a Redis URL "
+            "(redis://[[user]:password@]host[:port][/db] or unix:/path[?db=N]): %s",
+            why);
 
     e = tap_ini_get(def, "prefix");
     if (e != NULL && (v = tap_cfg_single(c, e)) == NULL)
@@ -104,7 +109,8 @@ int tap_cfg_globals(tap_cfg_ctx_t *c, const tap_ini_section_t *def, tap_config_t
     if (cfg->statefile == NULL)
         return tap_cfg_fail(c, e ? e->line : 0, "out of memory");
     if (e != NULL && (cfg->statefile[0] != '/' || strpbrk(cfg->statefile, " \t\n") != NULL))
-        return tap_cfg_fail(c, e->line, "statefile: not an absolute path: '%s'", cfg->statefile);
+        return tap_cfg_fail(c, e->line, "statefile: not an absolute path: '%s'",
+                            cfg->statefile);
 
     e = tap_ini_get(def, "metrics_file");
     if (e != NULL && build_metrics_file(c, e, cfg) != 0)
@@ -122,7 +128,8 @@ int tap_cfg_globals(tap_cfg_ctx_t *c, const tap_ini_section_t *def, tap_config_t
         else if (strcmp(v, "ipfw") == 0)
             cfg->banaction = TAP_BANACTION_IPFW;
         else
-            return tap_cfg_fail(c, e->line, "banaction: not one of none, nftables, ipfw: '%s'", v);
+            return tap_cfg_fail(c, e->line, "banaction: not one of none, nftables, ipfw: '%s'",
+                                v);
     }
 
     /* "16 32": the widest IPv4 and IPv6 prefix bans the firewall takes
@@ -134,8 +141,10 @@ int tap_cfg_globals(tap_cfg_ctx_t *c, const tap_ini_section_t *def, tap_config_t
         char a4[16], a6[16], extra[2];
         if (sscanf(e->value, " %15s %15s %1s", a4, a6, extra) != 2
             || mg_rule_prefix_floor(a4, a6, &cfg->floor4, &cfg->floor6, &why) != 0)
-            return tap_cfg_fail(c, e->line, "prefixfloor: not two prefix lengths, IPv4 1-32 and "
-                        "IPv6 1-128, like '16 32': '%s'", e->value);
+            return tap_cfg_fail(c, e->line,
+                                "prefixfloor: not two prefix lengths, IPv4 1-32 and "
+                                "IPv6 1-128, like '16 32': '%s'",
+                                e->value);
     }
 
     e = tap_ini_get(def, "port");
@@ -145,7 +154,8 @@ int tap_cfg_globals(tap_cfg_ctx_t *c, const tap_ini_section_t *def, tap_config_t
             return -1;
         if (cfg->nports == 0)
             return tap_cfg_fail(c, e->line, "port: empty list");
-    } else {
+    }
+    else {
         tap_ini_entry_t dflt;
         memset(&dflt, 0, sizeof(dflt));
         dflt.key = (char *)"port";
@@ -155,4 +165,3 @@ int tap_cfg_globals(tap_cfg_ctx_t *c, const tap_ini_section_t *def, tap_config_t
     }
     return 0;
 }
-

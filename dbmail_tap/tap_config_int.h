@@ -30,8 +30,8 @@ typedef struct tap_cfg_tokctx {
 /* A count checked by one of the shared rules (mg_rules.h). */
 typedef int (*tap_cfg_rule_fn)(const char *s, unsigned *out, const char **why);
 
-__attribute__((format(printf, 3, 4)))
-int tap_cfg_fail(tap_cfg_ctx_t *c, unsigned line, const char *fmt, ...);
+__attribute__((format(printf, 3, 4))) int tap_cfg_fail(tap_cfg_ctx_t *c, unsigned line,
+                                                       const char *fmt, ...);
 
 /* The one value of a single-valued key; NULL with the message when there
  * are several lines. */

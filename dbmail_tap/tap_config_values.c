@@ -12,7 +12,6 @@
 #include "mg_rules.h"
 #include "tap_config_int.h"
 
-
 int tap_cfg_fail(tap_cfg_ctx_t *c, unsigned line, const char *fmt, ...)
 {
     va_list ap;
@@ -41,10 +40,11 @@ const char *tap_cfg_single(tap_cfg_ctx_t *c, const tap_ini_entry_t *e)
              * a form the masking does not recognise */
             if (strcmp(e->key, "redis") == 0)
                 tap_cfg_fail(c, e->item_lines[i], "%s: takes a single value, not several lines",
-                     e->key);
+                             e->key);
             else
-                tap_cfg_fail(c, e->item_lines[i], "%s: takes a single value, not several lines: '%s'",
-                     e->key, e->items[i]);
+                tap_cfg_fail(c, e->item_lines[i],
+                             "%s: takes a single value, not several lines: '%s'", e->key,
+                             e->items[i]);
             return NULL;
         }
         v = e->items[i];
@@ -60,15 +60,15 @@ int tap_cfg_bool(tap_cfg_ctx_t *c, const tap_ini_entry_t *e, int *out)
     if (v == NULL)
         return -1;
     if (mg_parse_bool(v, out, &why) != 0)
-        return tap_cfg_fail(c, e->line, "%s: not a boolean (true/false, yes/no, on/off, 1/0): '%s'",
-                    e->key, v);
+        return tap_cfg_fail(
+            c, e->line, "%s: not a boolean (true/false, yes/no, on/off, 1/0): '%s'", e->key, v);
     return 0;
 }
 
 /* The value checks are the module's too (mg_rules.h): a jail moved
  * between Apache and the tap means the same thing in both. */
 int tap_cfg_count(tap_cfg_ctx_t *c, const tap_ini_entry_t *e, tap_cfg_rule_fn rule,
-                       const char *what, unsigned *out)
+                  const char *what, unsigned *out)
 {
     const char *why = "invalid";
     const char *s = tap_cfg_single(c, e);
@@ -88,8 +88,10 @@ int tap_cfg_duration(tap_cfg_ctx_t *c, const tap_ini_entry_t *e, int64_t *out)
     if (s == NULL)
         return -1;
     if (mg_rule_policy_duration(s, out, &why) != 0)
-        return tap_cfg_fail(c, e->line, "%s: not a duration of at least 1s like 30s, 10m, 1h, 2d, "
-                    "1w (%s): '%s'", e->key, why, s);
+        return tap_cfg_fail(c, e->line,
+                            "%s: not a duration of at least 1s like 30s, 10m, 1h, 2d, "
+                            "1w (%s): '%s'",
+                            e->key, why, s);
     return 0;
 }
 
@@ -101,7 +103,8 @@ int tap_cfg_factor(tap_cfg_ctx_t *c, const tap_ini_entry_t *e, double *out)
     if (s == NULL)
         return -1;
     if (mg_rule_factor(s, out, &why) != 0)
-        return tap_cfg_fail(c, e->line, "%s: not a number from 1 to 1000 (%s): '%s'", e->key, why, s);
+        return tap_cfg_fail(c, e->line, "%s: not a number from 1 to 1000 (%s): '%s'", e->key,
+                            why, s);
     return 0;
 }
 
@@ -117,7 +120,7 @@ int tap_cfg_tokens(const char *s, const char *seps, int (*fn)(void *, const char
             break;
         size_t n = strcspn(s, seps);
         if (n >= sizeof(tok))
-            n = sizeof(tok) - 1;    /* the parser of the token refuses it */
+            n = sizeof(tok) - 1; /* the parser of the token refuses it */
         memcpy(tok, s, n);
         tok[n] = '\0';
         s += strcspn(s, seps);
@@ -136,4 +139,3 @@ unsigned tap_cfg_token_line(const tap_ini_entry_t *e, const char *tok)
             return e->item_lines[i];
     return e->line;
 }
-

@@ -17,8 +17,8 @@
 
 struct tap_spawn {
     pid_t pid;
-    int in;         /* its stdin, non-blocking */
-    int out;        /* the anonymous file holding its output */
+    int in;  /* its stdin, non-blocking */
+    int out; /* the anonymous file holding its output */
     const char *prog;
 };
 
@@ -101,7 +101,7 @@ int tap_spawn_write(tap_spawn_t *sp, const char *buf, size_t len, int timeout_ms
             continue;
         }
         if (w < 0 && errno != EAGAIN && errno != EINTR) {
-            return -1;      /* EPIPE: it died */
+            return -1; /* EPIPE: it died */
         }
         long left = timeout_ms - elapsed_ms(&t0);
         struct pollfd p = { .fd = sp->in, .events = POLLOUT };
@@ -183,8 +183,8 @@ void tap_spawn_kill(tap_spawn_t *sp)
     free_spawn(sp);
 }
 
-int tap_exec(const char *const argv[], const char *in, size_t inlen, char *out,
-             size_t outlen, int timeout_ms)
+int tap_exec(const char *const argv[], const char *in, size_t inlen, char *out, size_t outlen,
+             int timeout_ms)
 {
     struct timespec t0;
     tap_spawn_t *sp;

@@ -11,8 +11,8 @@
 /* Run argv[0] (absolute) with argv, feeding in[0..inlen) on stdin; output
  * goes to out (NUL-terminated, truncated).  Returns the exit status, or
  * -1 when it could not run or was killed after timeout_ms. */
-int tap_exec(const char *const argv[], const char *in, size_t inlen, char *out,
-             size_t outlen, int timeout_ms);
+int tap_exec(const char *const argv[], const char *in, size_t inlen, char *out, size_t outlen,
+             int timeout_ms);
 
 /*
  * The same with stdin fed piece by piece (an nftables transaction of a

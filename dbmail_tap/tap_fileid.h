@@ -50,14 +50,14 @@ int64_t tap_fileid_start(int fd, const struct stat *st, const tap_follow_pos_t *
 
 /* The files rotated away from one path.  Zeroed is empty. */
 typedef struct tap_rotated {
-    tap_follow_pos_t id[TAP_FOLLOW_ROTATED];    /* oldest first; off unused */
-    uint32_t gen[TAP_FOLLOW_ROTATED];           /* their generations */
+    tap_follow_pos_t id[TAP_FOLLOW_ROTATED]; /* oldest first; off unused */
+    uint32_t gen[TAP_FOLLOW_ROTATED];        /* their generations */
     unsigned n;
     /* to read at start: ROTATED from the statefile, + the saved position */
     tap_follow_pos_t resume[TAP_FOLLOW_ROTATED + 1];
-    int queued[TAP_FOLLOW_ROTATED + 1];         /* 1: held failures not stored */
+    int queued[TAP_FOLLOW_ROTATED + 1]; /* 1: held failures not stored */
     unsigned nresume, next;
-    int successor;          /* the path's file came after those: read it all */
+    int successor; /* the path's file came after those: read it all */
 } tap_rotated_t;
 
 /* Remember generation gen, rotated away, under identity id (the oldest is

@@ -54,30 +54,30 @@
 #define MSG_MAX_22 TAP_MAX_LINE
 
 /* Body shapes before the message (see the table above). */
-#define B_DETAIL 1u     /* 3.x: "Level:[module] function(+line): " */
-#define B_SIMPLE 2u     /* 3.5.4+ syslog and stderr: "Level: " */
-#define B_22 4u         /* 2.2: "Level " */
-#define B_22DETAIL 8u   /* 2.2 at debug: "Level:[module] file,function(+line): " */
+#define B_DETAIL   1u /* 3.x: "Level:[module] function(+line): " */
+#define B_SIMPLE   2u /* 3.5.4+ syslog and stderr: "Level: " */
+#define B_22       4u /* 2.2: "Level " */
+#define B_22DETAIL 8u /* 2.2 at debug: "Level:[module] file,function(+line): " */
 
 typedef struct hdr {
-    int has_date;           /* 0: a bare stderr line, the body starts at 0 */
-    const char *prog;       /* program name of a dated line */
+    int has_date;     /* 0: a bare stderr line, the body starts at 0 */
+    const char *prog; /* program name of a dated line */
     size_t proglen;
-    int thread;             /* "[0x...] " after the tag: DBMail's file log */
-    size_t body;            /* offset of the body */
+    int thread;  /* "[0x...] " after the tag: DBMail's file log */
+    size_t body; /* offset of the body */
 } hdr_t;
 
 /* One accepted combination of header and body for a filter. */
 typedef struct form {
-    int dated;              /* 1: DATE HOST PROG...; 0: a bare line */
-    const char *prog;       /* for dated lines */
-    int thread;             /* the file log's "[0x...] " after the tag */
+    int dated;        /* 1: DATE HOST PROG...; 0: a bare line */
+    const char *prog; /* for dated lines */
+    int thread;       /* the file log's "[0x...] " after the tag */
     unsigned bodies;
 } form_t;
 
 typedef struct shape {
     const char *level;
-    const char *module;     /* of B_DETAIL */
+    const char *module; /* of B_DETAIL */
     const form_t *forms;
     size_t nforms;
 } shape_t;
@@ -120,7 +120,8 @@ static size_t run_digits(const char *s, size_t n, size_t i, size_t max)
 static size_t clock_at(const char *s, size_t n, size_t i)
 {
     if (n - i < 8 || run_digits(s, n, i, 2) != 2 || s[i + 2] != ':'
-        || run_digits(s, n, i + 3, 2) != 2 || s[i + 5] != ':' || run_digits(s, n, i + 6, 2) != 2)
+        || run_digits(s, n, i + 3, 2) != 2 || s[i + 5] != ':'
+        || run_digits(s, n, i + 6, 2) != 2)
         return 0;
     return i + 8;
 }
@@ -202,7 +203,7 @@ static int parse_hdr(const char *s, size_t n, hdr_t *h)
             return 0;
     if (k == 0 || i + k >= n)
         return 0;
-    i += k + 1;                         /* the host and its space */
+    i += k + 1; /* the host and its space */
     h->prog = s + i;
     for (k = 0; i + k < n; k++) {
         char c = s[i + k];
@@ -245,7 +246,8 @@ static size_t func_at(const char *s, size_t n, size_t i, int with_file)
         else if (with_file && c == ',' && !comma && k > 0) {
             comma = 1;
             k++;
-        } else
+        }
+        else
             break;
     }
     if (k == 0 || k > 128 || (with_file && !comma) || !LIT_AT(s, n, i + k, "(+"))
@@ -300,8 +302,9 @@ static size_t msg_start(const char *s, size_t n, const shape_t *sh)
         const form_t *f = &sh->forms[i];
         if (f->dated != h.has_date)
             continue;
-        if (f->dated && (f->thread != h.thread || strlen(f->prog) != h.proglen
-                         || memcmp(f->prog, h.prog, h.proglen) != 0))
+        if (f->dated
+            && (f->thread != h.thread || strlen(f->prog) != h.proglen
+                || memcmp(f->prog, h.prog, h.proglen) != 0))
             continue;
         size_t m = body_at(s, n, h.body, sh->level, sh->module, f->bodies);
         if (m != 0)
@@ -449,12 +452,13 @@ static tap_outcome_t match_imap3(const char *s, size_t n, mg_addr_t *addr, size_
  * 1 and the address when the line trimmed to n ends that way with MID at
  * or after from_min, 0 when not.
  */
-static int noport_close(const char *s, size_t n, size_t from_min, const char *mid, size_t midlen,
-                        const char *suffix, size_t suflen, const char **a, size_t *alen)
+static int noport_close(const char *s, size_t n, size_t from_min, const char *mid,
+                        size_t midlen, const char *suffix, size_t suflen, const char **a,
+                        size_t *alen)
 {
     if (!ends_with(s, n, suffix, suflen))
         return 0;
-    size_t close = n - suflen;          /* s[close] == ']' (suffix starts with it) */
+    size_t close = n - suflen; /* s[close] == ']' (suffix starts with it) */
     long o = bracket_before(s, close, mid, midlen);
     if (o < 0 || (size_t)o - midlen < from_min)
         return 0;
@@ -501,7 +505,7 @@ static tap_outcome_t match_imap22(const char *s, size_t n, mg_addr_t *addr, size
         return TAP_SUSPICIOUS;
     }
     if (n - m >= TAP_DBMAIL_MSG_MAX) {
-        *window = m + TAP_DBMAIL_MSG_MAX;   /* see match_imap3 */
+        *window = m + TAP_DBMAIL_MSG_MAX; /* see match_imap3 */
         return TAP_SUSPICIOUS;
     }
     return addr_outcome(a, alen, addr);
@@ -551,9 +555,8 @@ static const tap_filter_t filters[] = {
     { "dbmail-pop3", "] tried to login with wrong password", NULL, 1, match_pop3 },
 };
 
-static const char *const names[] = {
-    "dbmail-imap", "dbmail-imap22", "dbmail-pop3", "dbmail", NULL
-};
+static const char *const names[] = { "dbmail-imap", "dbmail-imap22", "dbmail-pop3", "dbmail",
+                                     NULL };
 
 static const tap_filter_t *const multiline[] = { &filters[0], &filters[1], NULL };
 

@@ -33,9 +33,9 @@ typedef tap_outcome_t (*tap_filter_fn)(const char *line, size_t len, mg_addr_t *
 
 typedef struct tap_filter {
     const char *name;
-    const char *literal;    /* present in every line the filter accepts */
-    const char *opener;     /* present in a line that opens a login message, or NULL */
-    int v22;                /* reads DBMail 2.2's lines */
+    const char *literal; /* present in every line the filter accepts */
+    const char *opener;  /* present in a line that opens a login message, or NULL */
+    int v22;             /* reads DBMail 2.2's lines */
     tap_filter_fn match;
 } tap_filter_t;
 

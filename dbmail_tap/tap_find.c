@@ -46,8 +46,7 @@ static uint64_t count_nl_sse(const char *b, size_t n)
 
 #ifdef TAP_AVX2
 /* The same 32 bytes at a time, where the CPU has AVX2. */
-__attribute__((target("avx2")))
-static uint64_t count_nl_avx2(const char *b, size_t n)
+__attribute__((target("avx2"))) static uint64_t count_nl_avx2(const char *b, size_t n)
 {
     uint64_t total = 0;
     size_t i = 0;
@@ -65,13 +64,14 @@ static uint64_t count_nl_avx2(const char *b, size_t n)
         }
         __m256i sad = _mm256_sad_epu8(acc, zero);
         total += (uint64_t)_mm256_extract_epi64(sad, 0) + (uint64_t)_mm256_extract_epi64(sad, 1)
-                 + (uint64_t)_mm256_extract_epi64(sad, 2) + (uint64_t)_mm256_extract_epi64(sad, 3);
+                 + (uint64_t)_mm256_extract_epi64(sad, 2)
+                 + (uint64_t)_mm256_extract_epi64(sad, 3);
     }
     return total + count_nl_sse(b + i, n - i);
 }
 
-__attribute__((target("avx2")))
-static const char *find_lit_avx2(const char *h, size_t n, const char *lit, size_t k)
+__attribute__((target("avx2"))) static const char *find_lit_avx2(const char *h, size_t n,
+                                                                 const char *lit, size_t k)
 {
     size_t i = 0;
     const __m256i first = _mm256_set1_epi8(lit[0]);

@@ -31,11 +31,14 @@ struct tap_fw {
     const char *prog;
     /* nftables: sets that exist, by [v4][family prefix length] */
     uint8_t sets[2][129];
-    uint8_t qsets[2][129];      /* declared by the queue */
-    sbuf_t q;                   /* queued statements (nft) */
+    uint8_t qsets[2][129]; /* declared by the queue */
+    sbuf_t q;              /* queued statements (nft) */
     size_t nq;
     /* ipfw: queued commands as (add/delete, key) */
-    struct ipfw_op { int add; mg_addr_t key; } *ops;
+    struct ipfw_op {
+        int add;
+        mg_addr_t key;
+    } * ops;
     size_t nops, capops;
     /* bans the tap ends itself */
     tap_banset_t *timed;
@@ -46,7 +49,7 @@ struct tap_fw {
     uint8_t rsets[2][129];
     tap_banset_t *rtimed;
     int rep_failed;
-    unsigned failures;          /* consecutive, for logging once */
+    unsigned failures; /* consecutive, for logging once */
 };
 
 static void sb_add(sbuf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -184,8 +187,7 @@ static void succeeded(tap_fw_t *fw)
     }
 }
 
-static int run(tap_fw_t *fw, const char *const argv[], const char *in, size_t inlen,
-               int quiet)
+static int run(tap_fw_t *fw, const char *const argv[], const char *in, size_t inlen, int quiet)
 {
     char out[1024];
     int rc = tap_exec(argv, in, inlen, out, sizeof(out), EXEC_TIMEOUT_MS);
@@ -204,8 +206,8 @@ static int self_timed(const tap_fw_t *fw, int64_t expiry, int64_t now)
 }
 
 /* Remember (or forget) that the tap must end key itself. */
-static void track(tap_banset_t *set, const tap_fw_t *fw, const mg_addr_t *key,
-                  int64_t expiry, int64_t now)
+static void track(tap_banset_t *set, const tap_fw_t *fw, const mg_addr_t *key, int64_t expiry,
+                  int64_t now)
 {
     if (expiry == MG_EXPIRY_NEVER || self_timed(fw, expiry, now)) {
         tap_banset_del(set, key);
@@ -305,8 +307,10 @@ static void nft_ban(sbuf_t *b, const mg_addr_t *k, int64_t expiry, int64_t now)
 
     nft_set_name(k, name, sizeof(name));
     nft_elem_text(k, e, sizeof(e));
-    sb_add(b, "add element inet " TAP_NFT_TABLE " %s { %s }\n"
-              "delete element inet " TAP_NFT_TABLE " %s { %s }\n", name, e, name, e);
+    sb_add(b,
+           "add element inet " TAP_NFT_TABLE " %s { %s }\n"
+           "delete element inet " TAP_NFT_TABLE " %s { %s }\n",
+           name, e, name, e);
     if (expiry != MG_EXPIRY_NEVER && expiry - now <= TAP_NFT_TIMEOUT_MAX) {
         sb_add(b, "add element inet " TAP_NFT_TABLE " %s { %s timeout %llds }\n", name, e,
                (long long)(expiry - now < 1 ? 1 : expiry - now));
@@ -322,8 +326,10 @@ static void nft_unban(sbuf_t *b, const mg_addr_t *k)
 
     nft_set_name(k, name, sizeof(name));
     nft_elem_text(k, e, sizeof(e));
-    sb_add(b, "add element inet " TAP_NFT_TABLE " %s { %s }\n"
-              "delete element inet " TAP_NFT_TABLE " %s { %s }\n", name, e, name, e);
+    sb_add(b,
+           "add element inet " TAP_NFT_TABLE " %s { %s }\n"
+           "delete element inet " TAP_NFT_TABLE " %s { %s }\n",
+           name, e, name, e);
 }
 
 /* The table from scratch: chain and the host sets. */
@@ -386,8 +392,8 @@ static int ipfw_table(tap_fw_t *fw)
 {
     const char *del_rule[] = { fw->prog, "-q", "delete", TAP_IPFW_RULE, NULL };
     const char *destroy[] = { fw->prog, "-q", "table", TAP_IPFW_TABLE, "destroy", NULL };
-    const char *create[] = { fw->prog, "-q", "table", TAP_IPFW_TABLE, "create", "type", "addr",
-                             NULL };
+    const char *create[] = { fw->prog, "-q",   "table", TAP_IPFW_TABLE,
+                             "create", "type", "addr",  NULL };
 
     /* the rule and table may not exist yet: their removal may fail */
     run(fw, del_rule, NULL, 0, 1);
@@ -397,11 +403,13 @@ static int ipfw_table(tap_fw_t *fw)
 
 static int ipfw_rule(tap_fw_t *fw)
 {
-    const char *rule_ports[] = { fw->prog, "-q", "add", TAP_IPFW_RULE, "deny", "tcp", "from",
-                                 "table(" TAP_IPFW_TABLE ")", "to", "any", "dst-port",
-                                 fw->ipfw_ports, NULL };
-    const char *rule_all[] = { fw->prog, "-q", "add", TAP_IPFW_RULE, "deny", "tcp", "from",
-                               "table(" TAP_IPFW_TABLE ")", "to", "any", NULL };
+    const char *rule_ports[] = { fw->prog, "-q",  "add",      TAP_IPFW_RULE,
+                                 "deny",   "tcp", "from",     "table(" TAP_IPFW_TABLE ")",
+                                 "to",     "any", "dst-port", fw->ipfw_ports,
+                                 NULL };
+    const char *rule_all[] = { fw->prog, "-q",  "add",  TAP_IPFW_RULE,
+                               "deny",   "tcp", "from", "table(" TAP_IPFW_TABLE ")",
+                               "to",     "any", NULL };
 
     return run(fw, fw->ipfw_ports[0] ? rule_ports : rule_all, NULL, 0, 0);
 }
@@ -647,7 +655,8 @@ int tap_fw_replace_commit(tap_fw_t *fw)
         tap_spawn_kill(fw->rep);
         fw->rep = NULL;
         tap_error("MG0640: %s -f: could not hand over the new ban set: the firewall is "
-                  "rebuilt", fw->prog);
+                  "rebuilt",
+                  fw->prog);
         fw->failures++;
         tap_banset_free(fw->rtimed);
         fw->rtimed = NULL;

@@ -36,9 +36,9 @@
 #include "mg_follow.h"
 #include "tap_config.h"
 
-#define TAP_NFT_TABLE "mailguard"
+#define TAP_NFT_TABLE  "mailguard"
 #define TAP_IPFW_TABLE "mailguard"
-#define TAP_IPFW_RULE "10000"
+#define TAP_IPFW_RULE  "10000"
 /* Longest nftables element timeout the kernel takes, in seconds. */
 #define TAP_NFT_TIMEOUT_MAX 4294967
 

@@ -15,26 +15,26 @@
 #include <time.h>
 #include <unistd.h>
 
-#define READ_SIZE 65536             /* == TAP_FOLLOW_MAX_LINE: see chunk() */
-#define DRAIN_BUDGET (8u << 20)     /* bytes per file per turn: keep signals prompt */
+#define READ_SIZE       65536      /* == TAP_FOLLOW_MAX_LINE: see chunk() */
+#define DRAIN_BUDGET    (8u << 20) /* bytes per file per turn: keep signals prompt */
 #define POLL_MS_INOTIFY 1000
-#define POLL_MS_PLAIN 250
+#define POLL_MS_PLAIN   250
 
 #define FILE_EVENTS (IN_MODIFY | IN_MOVE_SELF | IN_DELETE_SELF | IN_ATTRIB)
-#define DIR_EVENTS (IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_ATTRIB)
+#define DIR_EVENTS  (IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_ATTRIB)
 
 /* One open file: the current one, or the previous one during the grace. */
 typedef struct src {
     int fd;
     dev_t dev;
     ino_t ino;
-    int64_t off;            /* read position */
-    int64_t line_start;     /* start of the partial (or skipped) line */
-    char *line;             /* partial line, up to TAP_FOLLOW_MAX_LINE */
+    int64_t off;        /* read position */
+    int64_t line_start; /* start of the partial (or skipped) line */
+    char *line;         /* partial line, up to TAP_FOLLOW_MAX_LINE */
     size_t plen, pcap;
-    int skipping;           /* inside an over-long line */
+    int skipping; /* inside an over-long line */
     uint32_t gen;
-    uint32_t epoch;         /* truncations seen: part of the identity */
+    uint32_t epoch; /* truncations seen: part of the identity */
     uint64_t hash;
     int has_hash;
     int wd;
@@ -48,12 +48,12 @@ typedef struct tfile {
     src_t prev;
     int64_t prev_until_ms;
     int wd_dir;
-    int seen;               /* opened at least once in this run */
+    int seen; /* opened at least once in this run */
     int missing_logged;
     int have_saved;
     tap_follow_pos_t saved;
-    int pending;            /* budget ran out: more to read */
-    tap_rotated_t rot;      /* files rotated away (tap_fileid.h) */
+    int pending;       /* budget ran out: more to read */
+    tap_rotated_t rot; /* files rotated away (tap_fileid.h) */
 } tfile_t;
 
 struct tap_follow {
@@ -114,8 +114,8 @@ tap_follow_t *tap_follow_new(tap_follow_lines_fn fn, void *baton, int use_inotif
     if (use_inotify) {
         f->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
         if (f->ifd < 0) {
-            tap_warn("MG0615: inotify unavailable (%s): polling every %d ms",
-                     strerror(errno), POLL_MS_PLAIN);
+            tap_warn("MG0615: inotify unavailable (%s): polling every %d ms", strerror(errno),
+                     POLL_MS_PLAIN);
         }
     }
     f->rbuf = malloc(READ_SIZE);
@@ -242,8 +242,8 @@ static void keep_partial(tap_follow_t *f, src_t *s, const char *p, size_t len)
 static void skipped_line(tap_follow_t *f, tfile_t *t)
 {
     f->skipped++;
-    tap_warn("MG0614: %s: skipped a line longer than %d bytes (%llu so far)",
-             t->path, TAP_FOLLOW_MAX_LINE, (unsigned long long)f->skipped);
+    tap_warn("MG0614: %s: skipped a line longer than %d bytes (%llu so far)", t->path,
+             TAP_FOLLOW_MAX_LINE, (unsigned long long)f->skipped);
 }
 
 /*
@@ -251,8 +251,7 @@ static void skipped_line(tap_follow_t *f, tfile_t *t)
  * line, so a line lying wholly inside it is short enough; only a line
  * that spans chunks can be too long, and keep_partial() catches it.
  */
-static void chunk(tap_follow_t *f, tfile_t *t, src_t *s, unsigned idx,
-                  const char *p, size_t n)
+static void chunk(tap_follow_t *f, tfile_t *t, src_t *s, unsigned idx, const char *p, size_t n)
 {
     size_t pos = 0;
     const char *nl;
@@ -358,8 +357,9 @@ static int open_src(tap_follow_t *f, tfile_t *t, unsigned idx, int at_start)
         /* appeared after start: everything in it is new */
         t->missing_logged = 1;
     }
-    off = tap_fileid_start(fd, &st, t->have_saved && !t->seen ? &t->saved : NULL, !t->seen
-                           && !t->have_saved && !t->rot.successor && t->missing_logged == 0,
+    off = tap_fileid_start(fd, &st, t->have_saved && !t->seen ? &t->saved : NULL,
+                           !t->seen && !t->have_saved && !t->rot.successor
+                               && t->missing_logged == 0,
                            &s->epoch, &how);
     if (off > 0 && lseek(fd, (off_t)off, SEEK_SET) < 0) {
         off = 0;
@@ -590,12 +590,11 @@ void tap_follow_events(tap_follow_t *f)
                 if (ev->wd == t->cur.wd || ev->wd == t->prev.wd) {
                     hit[i] = 1;
                 }
-                else if (ev->wd == t->wd_dir && ev->len > 0
-                         && strcmp(ev->name, t->base) == 0) {
+                else if (ev->wd == t->wd_dir && ev->len > 0 && strcmp(ev->name, t->base) == 0) {
                     hit[i] = 1;
                 }
                 if (ev->wd == t->wd_dir && (ev->mask & IN_IGNORED)) {
-                    t->wd_dir = -1;     /* directory gone: re-added on a tick */
+                    t->wd_dir = -1; /* directory gone: re-added on a tick */
                 }
             }
             any = 1;

@@ -19,22 +19,22 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TAP_FOLLOW_MAX_LINE 65536        /* bytes, newline excluded */
-#define TAP_FOLLOW_GRACE_MS 2000         /* old file still read after a rename */
+#define TAP_FOLLOW_MAX_LINE 65536 /* bytes, newline excluded */
+#define TAP_FOLLOW_GRACE_MS 2000  /* old file still read after a rename */
 
 /*
  * Called with buf holding one or more whole lines, each ending in '\n';
  * base_off is the file offset of buf[0] and gen the file's generation
  * (bumped at each rotation or truncation).
  */
-typedef void (*tap_follow_lines_fn)(void *baton, unsigned file, uint32_t gen,
-                                    const char *buf, size_t len, int64_t base_off);
+typedef void (*tap_follow_lines_fn)(void *baton, unsigned file, uint32_t gen, const char *buf,
+                                    size_t len, int64_t base_off);
 
 /* Where a file was left, as the statefile remembers it. */
 typedef struct tap_follow_pos {
     uint64_t ino;
-    int64_t off;        /* end of the last complete line handed over */
-    uint64_t hash;      /* of the first line (tap_fileid_first_hash) */
+    int64_t off;   /* end of the last complete line handed over */
+    uint64_t hash; /* of the first line (tap_fileid_first_hash) */
     int has_hash;
     /* Times the file was seen emptied or rewritten in place (truncation):
      * what tells its new content from its old one when both start with

@@ -16,8 +16,8 @@ typedef struct parser {
     tap_ini_t *ini;
 } parser_t;
 
-__attribute__((format(printf, 3, 4)))
-static int fail(parser_t *p, unsigned line, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static int fail(parser_t *p, unsigned line,
+                                                      const char *fmt, ...)
 {
     va_list ap;
 
@@ -110,8 +110,8 @@ void tap_ini_redact(const char *in, char *out, size_t size)
     out[o.n] = '\0';
 }
 
-void tap_ini_verror(char *err, size_t errlen, const char *fname, unsigned line,
-                    const char *fmt, va_list ap)
+void tap_ini_verror(char *err, size_t errlen, const char *fname, unsigned line, const char *fmt,
+                    va_list ap)
 {
     char *msg = NULL;
     int n;
@@ -263,8 +263,8 @@ static int new_section(parser_t *p, const char *s, size_t n, unsigned line)
             return fail(p, line, "duplicate section [%.*s] (first at line %u)", (int)nlen, name,
                         o->line);
     }
-    tap_ini_section_t *secs = realloc(p->ini->sections,
-                                      (p->ini->nsections + 1) * sizeof(*secs));
+    tap_ini_section_t *secs =
+        realloc(p->ini->sections, (p->ini->nsections + 1) * sizeof(*secs));
     if (secs == NULL)
         return fail(p, line, "out of memory");
     p->ini->sections = secs;
@@ -344,7 +344,7 @@ int tap_ini_parse(const char *text, size_t len, const char *fname, tap_ini_t **o
                   size_t errlen)
 {
     parser_t p = { fname, err, errlen, NULL };
-    tap_ini_entry_t *cur = NULL;     /* the entry continuation lines extend */
+    tap_ini_entry_t *cur = NULL; /* the entry continuation lines extend */
     unsigned line = 0;
     size_t pos = 0;
 

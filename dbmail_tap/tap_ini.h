@@ -18,12 +18,12 @@
 #include <stddef.h>
 
 typedef struct tap_ini_entry {
-    char *key;              /* lower-case */
-    unsigned line;          /* line of "key =" */
-    char **items;           /* the value's lines: the first (may be "") and each continuation */
-    unsigned *item_lines;   /* line of each item */
+    char *key;            /* lower-case */
+    unsigned line;        /* line of "key =" */
+    char **items;         /* the value's lines: the first (may be "") and each continuation */
+    unsigned *item_lines; /* line of each item */
     size_t nitems;
-    char *value;            /* items joined with '\n', for single-valued keys */
+    char *value; /* items joined with '\n', for single-valued keys */
 } tap_ini_entry_t;
 
 typedef struct tap_ini_section {
@@ -40,8 +40,8 @@ typedef struct tap_ini {
 
 /* Parse text[0..len) (NUL bytes are an error); fname names it in
  * messages.  0 and *out, or -1 with err filled. */
-int tap_ini_parse(const char *text, size_t len, const char *fname, tap_ini_t **out,
-                  char *err, size_t errlen);
+int tap_ini_parse(const char *text, size_t len, const char *fname, tap_ini_t **out, char *err,
+                  size_t errlen);
 void tap_ini_free(tap_ini_t *ini);
 
 /* The section called name (case-sensitive), or NULL. */
@@ -56,8 +56,8 @@ const tap_ini_entry_t *tap_ini_get(const tap_ini_section_t *s, const char *key);
  * size.  Both the INI reader and the configuration report through it, so
  * no configuration error ever prints a password, whatever line it quotes.
  */
-void tap_ini_verror(char *err, size_t errlen, const char *fname, unsigned line,
-                    const char *fmt, va_list ap);
+void tap_ini_verror(char *err, size_t errlen, const char *fname, unsigned line, const char *fmt,
+                    va_list ap);
 
 /*
  * Copy in to out (size bytes, NUL-terminated, cut to fit) with the

@@ -24,7 +24,7 @@ struct tap_keeper {
     tap_fw_t *fw;
     mg_follow_t *fol;
     const tap_config_t *cfg;
-    uint64_t fw_failures;           /* keeper thread only */
+    uint64_t fw_failures; /* keeper thread only */
     /* the stats as of the last step, for other threads: copied once per
      * step under the lock (a step is a wait of up to TAP_KEEPER_WAIT_MS or
      * one batch of changes, so the lock is cheap) */
@@ -98,7 +98,8 @@ static void k_note(void *baton, mg_follow_note_t what, const char *detail)
         break;
     case MG_NOTE_DOWN:
         tap_error("MG0644: firewall keeper lost Redis (%s): the firewall keeps what it "
-                  "has", detail);
+                  "has",
+                  detail);
         break;
     case MG_NOTE_SNAP_BEGIN:
         tap_info("MG0648: writing the whole ban set to the firewall: %s", detail);
@@ -108,8 +109,8 @@ static void k_note(void *baton, mg_follow_note_t what, const char *detail)
         break;
     case MG_NOTE_REFUSED:
         tap_warn("MG0649: refused from Redis: %s; only bans of a host or a prefix "
-                 "within prefixfloor (/%u, /%u) reach the firewall", detail, k->cfg->floor4,
-                 k->cfg->floor6);
+                 "within prefixfloor (/%u, /%u) reach the firewall",
+                 detail, k->cfg->floor4, k->cfg->floor6);
         break;
     case MG_NOTE_HAND_EDIT:
         tap_notice("MG0645: the ban set was changed by hand (bare ZADD/ZREM): every "

@@ -27,15 +27,15 @@ void tap_keeper_join(tap_keeper_t *k);
 
 /* What the keeper reports (the metrics file), as of its last step. */
 typedef struct tap_keeper_stats {
-    int up;                 /* 1 while in touch with Redis */
-    int in_step;            /* 1 while following the change log (no snapshot) */
-    uint64_t snapshots;     /* whole-set writes committed */
-    uint64_t applied;       /* changes applied */
-    uint64_t refused;       /* changes and members refused (prefix too wide, not ours) */
-    uint64_t errors;        /* Redis calls that failed */
-    uint64_t live;          /* live bans in Redis at the last check */
-    int64_t last_check;     /* Unix seconds of the last check, 0 = none yet */
-    uint64_t fw_failures;   /* firewall updates that failed (a batch of changes,
+    int up;               /* 1 while in touch with Redis */
+    int in_step;          /* 1 while following the change log (no snapshot) */
+    uint64_t snapshots;   /* whole-set writes committed */
+    uint64_t applied;     /* changes applied */
+    uint64_t refused;     /* changes and members refused (prefix too wide, not ours) */
+    uint64_t errors;      /* Redis calls that failed */
+    uint64_t live;        /* live bans in Redis at the last check */
+    int64_t last_check;   /* Unix seconds of the last check, 0 = none yet */
+    uint64_t fw_failures; /* firewall updates that failed (a batch of changes,
                                a whole-set write): each one is followed by a
                                rebuild */
 } tap_keeper_stats_t;

@@ -12,11 +12,10 @@
 #include <unistd.h>
 
 static volatile int log_level = TAP_LOG_NOTICE;
-static int log_journal = -1;   /* -1 = not decided yet */
+static int log_journal = -1; /* -1 = not decided yet */
 
-static const char *const level_names[8] = {
-    "emerg", "alert", "crit", "error", "warning", "notice", "info", "debug"
-};
+static const char *const level_names[8] = { "emerg",   "alert",  "crit", "error",
+                                            "warning", "notice", "info", "debug" };
 
 void tap_log_set_level(tap_log_level_t level)
 {
@@ -69,10 +68,10 @@ void tap_vlog(tap_log_level_t level, const char *fmt, va_list ap)
 
         clock_gettime(CLOCK_REALTIME, &ts);
         gmtime_r(&ts.tv_sec, &tm);
-        r = snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ dbmail_tap[%ld]: %s: ",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-                     tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000L, (long)getpid(),
-                     level_names[level & 7]);
+        r = snprintf(buf, sizeof(buf),
+                     "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ dbmail_tap[%ld]: %s: ",
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                     tm.tm_sec, ts.tv_nsec / 1000000L, (long)getpid(), level_names[level & 7]);
     }
     if (r > 0) {
         n = (size_t)r;
@@ -112,4 +111,3 @@ void tap_log(tap_log_level_t level, const char *fmt, ...)
     tap_vlog(level, fmt, ap);
     va_end(ap);
 }
-

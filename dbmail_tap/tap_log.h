@@ -29,17 +29,18 @@ tap_log_level_t tap_log_get_level(void);
 /* "error", "warning", "notice", "info", "debug" -> level; -1 when unknown. */
 int tap_log_parse_level(const char *s, tap_log_level_t *out);
 
-void tap_log(tap_log_level_t level, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+void tap_log(tap_log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void tap_vlog(tap_log_level_t level, const char *fmt, va_list ap)
     __attribute__((format(printf, 2, 0)));
 
-
-#define tap_error(...) tap_log(TAP_LOG_ERROR, __VA_ARGS__)
-#define tap_warn(...) tap_log(TAP_LOG_WARN, __VA_ARGS__)
+#define tap_error(...)  tap_log(TAP_LOG_ERROR, __VA_ARGS__)
+#define tap_warn(...)   tap_log(TAP_LOG_WARN, __VA_ARGS__)
 #define tap_notice(...) tap_log(TAP_LOG_NOTICE, __VA_ARGS__)
-#define tap_info(...) tap_log(TAP_LOG_INFO, __VA_ARGS__)
-#define tap_debug(...) \
-    do { if (tap_log_get_level() >= TAP_LOG_DEBUG) tap_log(TAP_LOG_DEBUG, __VA_ARGS__); } while (0)
+#define tap_info(...)   tap_log(TAP_LOG_INFO, __VA_ARGS__)
+#define tap_debug(...)                            \
+    do {                                          \
+        if (tap_log_get_level() >= TAP_LOG_DEBUG) \
+            tap_log(TAP_LOG_DEBUG, __VA_ARGS__);  \
+    } while (0)
 
 #endif

@@ -14,13 +14,20 @@ static const struct {
     int (*fn)(int argc, char **argv);
     const char *summary;
 } commands[] = {
-    { "run", tap_cmd_run, "run [-c FILE]                        the daemon: follow the logs, count, ban" },
-    { "test", tap_cmd_test, "test LOGFILE FILTER|REGEX [--print-missed]  try a filter or regex on a log" },
-    { "check", tap_cmd_check, "check [-c FILE]                      validate the configuration, print its jails" },
-    { "bans", tap_cmd_bans, "bans [-c FILE]                       list live bans with expiry and time left" },
-    { "ban", tap_cmd_ban, "ban ADDR [DURATION] [-c FILE]        ban an address or prefix by hand" },
-    { "unban", tap_cmd_unban, "unban ADDR|--all [-c FILE]           lift one ban, or all of them" },
-    { "resync", tap_cmd_resync, "resync [-c FILE]                     make every follower read the ban set again" },
+    { "run", tap_cmd_run,
+      "run [-c FILE]                        the daemon: follow the logs, count, ban" },
+    { "test", tap_cmd_test,
+      "test LOGFILE FILTER|REGEX [--print-missed]  try a filter or regex on a log" },
+    { "check", tap_cmd_check,
+      "check [-c FILE]                      validate the configuration, print its jails" },
+    { "bans", tap_cmd_bans,
+      "bans [-c FILE]                       list live bans with expiry and time left" },
+    { "ban", tap_cmd_ban,
+      "ban ADDR [DURATION] [-c FILE]        ban an address or prefix by hand" },
+    { "unban", tap_cmd_unban,
+      "unban ADDR|--all [-c FILE]           lift one ban, or all of them" },
+    { "resync", tap_cmd_resync,
+      "resync [-c FILE]                     make every follower read the ban set again" },
 };
 
 static void usage(FILE *fp)
@@ -29,8 +36,9 @@ static void usage(FILE *fp)
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
         fprintf(fp, "  dbmail_tap %s\n", commands[i].summary);
     }
-    fprintf(fp, "\n`dbmail_tap COMMAND --help` describes each command; `dbmail_tap --version`\n"
-                "prints the version.  The default configuration is %s.\n",
+    fprintf(fp,
+            "\n`dbmail_tap COMMAND --help` describes each command; `dbmail_tap --version`\n"
+            "prints the version.  The default configuration is %s.\n",
             TAP_DEFAULT_CONFIG);
 }
 

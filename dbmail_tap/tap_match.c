@@ -13,12 +13,12 @@
 
 /* Backtracking budget per line: generous for any sane failregex, and a
  * pathological one costs a bounded time per line (the line is missed). */
-#define MATCH_LIMIT 200000
+#define MATCH_LIMIT   200000
 #define JIT_STACK_MIN (32 * 1024)
 #define JIT_STACK_MAX (512 * 1024)
 
-__attribute__((format(printf, 3, 4)))
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen,
+                                                          const char *fmt, ...)
 {
     va_list ap;
 
@@ -98,8 +98,7 @@ static pcre2_code *compile(tap_matcher_t *m, const char *pat, char *err, size_t 
 {
     int ec;
     PCRE2_SIZE off;
-    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, 0, &ec, &off,
-                                   NULL);
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, 0, &ec, &off, NULL);
 
     if (re == NULL) {
         PCRE2_UCHAR msg[160];
@@ -298,7 +297,8 @@ tap_matcher_t *tap_matcher_clone(const tap_matcher_t *m)
         if (p->filter != NULL) {
             /* "dbmail" expands to several: add each single filter once */
             rc = tap_matcher_add_filter(c, p->filter->name, err, sizeof(err));
-        } else {
+        }
+        else {
             rc = tap_matcher_add_failregex(c, p->src, err, sizeof(err));
         }
         if (rc != 0) {
@@ -352,7 +352,7 @@ static tap_outcome_t match_regex(tap_matcher_t *m, const tap_pattern_t *p, const
             start = (size_t)(h - s);
     }
     if (run(m, p->re, s, n, start) < 0)
-        return TAP_MISSED;   /* no match, or the match limit was hit */
+        return TAP_MISSED; /* no match, or the match limit was hit */
     PCRE2_SIZE *ov = pcre2_get_ovector_pointer(m->md);
     uint32_t ovn = pcre2_get_ovector_count(m->md);
     for (size_t i = 0; i < p->nhosts; i++) {
@@ -361,8 +361,8 @@ static tap_outcome_t match_regex(tap_matcher_t *m, const tap_pattern_t *p, const
             continue;
         mg_addr_t tmp;
         const char *why;
-        if (mg_addr_parse_n(s + ov[2 * g], ov[2 * g + 1] - ov[2 * g], addr ? addr : &tmp,
-                            &why) == 0)
+        if (mg_addr_parse_n(s + ov[2 * g], ov[2 * g + 1] - ov[2 * g], addr ? addr : &tmp, &why)
+            == 0)
             return TAP_FAILURE;
         return TAP_IGNORED;
     }
@@ -389,7 +389,7 @@ tap_outcome_t tap_match_eval(tap_matcher_t *m, const char *line, size_t len, mg_
 {
     const tap_filter_t *const *ml = tap_filters_multiline();
     tap_outcome_t best = TAP_MISSED;
-    unsigned asked = 0;         /* multi-line filters already run, by index in ml */
+    unsigned asked = 0; /* multi-line filters already run, by index in ml */
 
     *window = 0;
     if (len > TAP_MAX_LINE)
@@ -409,9 +409,10 @@ tap_outcome_t tap_match_eval(tap_matcher_t *m, const char *line, size_t len, mg_
             for (unsigned k = 0; ml[k]; k++)
                 if (ml[k] == p->filter)
                     asked |= 1u << k;
-        } else {
+        }
+        else {
             if (best == TAP_FAILURE)
-                continue;       /* a regex can add nothing but a window */
+                continue; /* a regex can add nothing but a window */
             o = match_regex(m, p, line, len, a);
         }
         if (rank(o) > rank(best))

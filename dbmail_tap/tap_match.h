@@ -49,12 +49,9 @@ const char *const *tap_filter_names(void);
  * compile, or a failregex without an address tag (<HOST>, <ADDR>, <IP4>,
  * <IP6>).  The matcher is unchanged on error.
  */
-int tap_matcher_add_filter(tap_matcher_t *m, const char *name,
-                           char *err, size_t errlen);
-int tap_matcher_add_failregex(tap_matcher_t *m, const char *re,
-                              char *err, size_t errlen);
-int tap_matcher_add_ignoreregex(tap_matcher_t *m, const char *re,
-                                char *err, size_t errlen);
+int tap_matcher_add_filter(tap_matcher_t *m, const char *name, char *err, size_t errlen);
+int tap_matcher_add_failregex(tap_matcher_t *m, const char *re, char *err, size_t errlen);
+int tap_matcher_add_ignoreregex(tap_matcher_t *m, const char *re, char *err, size_t errlen);
 
 /* Number of failure patterns: each regex counts one, a built-in filter one
  * per DBMail format it reads ("dbmail" counts three). */
@@ -68,8 +65,7 @@ size_t tap_matcher_count(const tap_matcher_t *m);
  * on it is TAP_SUSPICIOUS; the lines after it are judged only by the
  * scanners, which see them in order.
  */
-tap_outcome_t tap_match_line(tap_matcher_t *m, const char *line, size_t len,
-                             mg_addr_t *addr);
+tap_outcome_t tap_match_line(tap_matcher_t *m, const char *line, size_t len, mg_addr_t *addr);
 
 /* TAP_SUSPICIOUS lines the scanners reported with this matcher since it
  * was created (not tap_match_line's): lines that imitate a DBMail failure

@@ -13,14 +13,14 @@
 #include "tap_regex.h"
 
 typedef struct tap_pattern {
-    const tap_filter_t *filter;     /* built-in, or NULL for a regex */
+    const tap_filter_t *filter; /* built-in, or NULL for a regex */
     pcre2_code *re;
-    uint32_t hostgrp[TAP_REGEX_MAX_HOSTS];  /* capture numbers of the address tags */
+    uint32_t hostgrp[TAP_REGEX_MAX_HOSTS]; /* capture numbers of the address tags */
     size_t nhosts;
-    char *src;                      /* the text it was built from */
-    char *lit;                      /* required literal (NULL: none known) */
+    char *src; /* the text it was built from */
+    char *lit; /* required literal (NULL: none known) */
     size_t litlen;
-    int lit_at_start;               /* the regex begins with lit */
+    int lit_at_start; /* the regex begins with lit */
 } tap_pattern_t;
 
 /* A literal the block scanner looks for. */
@@ -38,14 +38,14 @@ struct tap_matcher {
     uint32_t ovecmax;
     pcre2_match_context *mctx;
     pcre2_jit_stack *jstack;
-    int prefilter;                  /* every failure pattern has a literal */
+    int prefilter; /* every failure pattern has a literal */
     /* what the scanner searches a block for: every failure pattern's
      * literal and the openers of the multi-line filters, each once */
     tap_lit_t *lits;
     size_t nlits;
-    unsigned detect;                /* multi-line filters run, by index in tap_filters_multiline */
-    uint64_t suspicious;            /* TAP_SUSPICIOUS lines the scanners reported */
-    tap_stream_t stream;            /* tap_scan_block's one stream */
+    unsigned detect;     /* multi-line filters run, by index in tap_filters_multiline */
+    uint64_t suspicious; /* TAP_SUSPICIOUS lines the scanners reported */
+    tap_stream_t stream; /* tap_scan_block's one stream */
 };
 
 /*

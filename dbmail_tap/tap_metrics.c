@@ -20,17 +20,23 @@
 
 typedef struct family {
     const char *name;
-    const char *type;       /* "counter" (name ends in _total) or "gauge" */
+    const char *type; /* "counter" (name ends in _total) or "gauge" */
     const char *help;
-    size_t off;             /* of a uint64_t in the row's struct */
+    size_t off; /* of a uint64_t in the row's struct */
 } family_t;
 
-#define JAIL_FAM(name, type, field, help) \
-    { name, type, help, offsetof(tap_metrics_jail_t, field) }
-#define SNAP_FAM(name, type, field, help) \
-    { name, type, help, offsetof(tap_metrics_snap_t, field) }
-#define KEEP_U64(name, type, field, help) \
-    { name, type, help, offsetof(tap_keeper_stats_t, field) }
+#define JAIL_FAM(name, type, field, help)                     \
+    {                                                         \
+        name, type, help, offsetof(tap_metrics_jail_t, field) \
+    }
+#define SNAP_FAM(name, type, field, help)                     \
+    {                                                         \
+        name, type, help, offsetof(tap_metrics_snap_t, field) \
+    }
+#define KEEP_U64(name, type, field, help)                     \
+    {                                                         \
+        name, type, help, offsetof(tap_keeper_stats_t, field) \
+    }
 
 static const family_t jail_families[] = {
     JAIL_FAM("mailguard_tap_lines_read_total", "counter", lines,
@@ -100,8 +106,7 @@ typedef struct text {
     int oom;
 } text_t;
 
-__attribute__((format(printf, 2, 3)))
-static void add(text_t *t, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static void add(text_t *t, const char *fmt, ...)
 {
     va_list ap;
     int n;
@@ -192,21 +197,26 @@ static void render_daemon(text_t *t, const tap_metrics_snap_t *m)
 
 static void render_keeper(text_t *t, const tap_keeper_stats_t *k)
 {
-    add(t, "# HELP mailguard_tap_firewall_redis_up 1 while the firewall keeper is in touch "
-           "with Redis.\n# TYPE mailguard_tap_firewall_redis_up gauge\n"
-           "mailguard_tap_firewall_redis_up %d\n", k->up != 0);
-    add(t, "# HELP mailguard_tap_firewall_in_step 1 while the firewall follows the change "
-           "log, 0 while the whole set is being written or Redis is away.\n"
-           "# TYPE mailguard_tap_firewall_in_step gauge\n"
-           "mailguard_tap_firewall_in_step %d\n", k->in_step != 0);
+    add(t,
+        "# HELP mailguard_tap_firewall_redis_up 1 while the firewall keeper is in touch "
+        "with Redis.\n# TYPE mailguard_tap_firewall_redis_up gauge\n"
+        "mailguard_tap_firewall_redis_up %d\n",
+        k->up != 0);
+    add(t,
+        "# HELP mailguard_tap_firewall_in_step 1 while the firewall follows the change "
+        "log, 0 while the whole set is being written or Redis is away.\n"
+        "# TYPE mailguard_tap_firewall_in_step gauge\n"
+        "mailguard_tap_firewall_in_step %d\n",
+        k->in_step != 0);
     for (size_t i = 0; i < sizeof(keeper_families) / sizeof(keeper_families[0]); i++) {
         head(t, &keeper_families[i]);
         add(t, "%s %" PRIu64 "\n", keeper_families[i].name, field(k, keeper_families[i].off));
     }
-    add(t, "# HELP mailguard_tap_firewall_last_check_timestamp_seconds Unix time of the "
-           "keeper's last check of the change log (0: none yet).\n"
-           "# TYPE mailguard_tap_firewall_last_check_timestamp_seconds gauge\n"
-           "mailguard_tap_firewall_last_check_timestamp_seconds %" PRId64 "\n",
+    add(t,
+        "# HELP mailguard_tap_firewall_last_check_timestamp_seconds Unix time of the "
+        "keeper's last check of the change log (0: none yet).\n"
+        "# TYPE mailguard_tap_firewall_last_check_timestamp_seconds gauge\n"
+        "mailguard_tap_firewall_last_check_timestamp_seconds %" PRId64 "\n",
         k->last_check);
 }
 
@@ -250,8 +260,7 @@ static int open_tmp(const char *tmp)
     return fd;
 }
 
-int tap_metrics_write(const char *path, const char *text, size_t len, char *err,
-                      size_t errlen)
+int tap_metrics_write(const char *path, const char *text, size_t len, char *err, size_t errlen)
 {
     char tmp[4096];
     int fd;

@@ -30,31 +30,31 @@
 
 typedef struct tap_metrics_jail {
     const char *name;
-    uint64_t lines;         /* lines of the jail's files */
-    uint64_t matched;       /* failure lines with an address (ignoreip included) */
-    uint64_t ignored;       /* ignoreregex, an address that does not parse */
+    uint64_t lines;   /* lines of the jail's files */
+    uint64_t matched; /* failure lines with an address (ignoreip included) */
+    uint64_t ignored; /* ignoreregex, an address that does not parse */
     uint64_t suspicious;
     uint64_t missed;
-    uint64_t ignoreip;      /* matched, not counted: the address is in ignoreip */
-    uint64_t stored;        /* failures Redis took */
-    uint64_t bans;          /* bans they made */
+    uint64_t ignoreip; /* matched, not counted: the address is in ignoreip */
+    uint64_t stored;   /* failures Redis took */
+    uint64_t bans;     /* bans they made */
 } tap_metrics_jail_t;
 
 typedef struct tap_metrics_snap {
     const tap_metrics_jail_t *jails;
     size_t njails;
-    uint64_t running;       /* 1; 0 in the file written at exit */
-    uint64_t start_time;    /* Unix seconds */
+    uint64_t running;    /* 1; 0 in the file written at exit */
+    uint64_t start_time; /* Unix seconds */
     uint64_t queue_len;
     uint64_t queue_capacity;
     uint64_t queue_dropped;
-    uint64_t redis_up;      /* the writer's view: 0 after a failed round */
+    uint64_t redis_up; /* the writer's view: 0 after a failed round */
     uint64_t writer_failed_rounds;
-    uint64_t files;         /* paths followed */
-    uint64_t files_open;    /* of those, open now */
+    uint64_t files;      /* paths followed */
+    uint64_t files_open; /* of those, open now */
     uint64_t lines_too_long;
-    const char *banaction;  /* "none", "nftables", "ipfw" */
-    const tap_keeper_stats_t *keeper;   /* NULL without a firewall keeper */
+    const char *banaction;            /* "none", "nftables", "ipfw" */
+    const tap_keeper_stats_t *keeper; /* NULL without a firewall keeper */
 } tap_metrics_snap_t;
 
 /* The text of m, NUL-terminated, in a malloc'd buffer (*len bytes without
@@ -63,13 +63,12 @@ char *tap_metrics_render(const tap_metrics_snap_t *m, size_t *len);
 
 /* Replace path with text atomically (see above).  0, or -1 with err; the
  * old file stays then. */
-int tap_metrics_write(const char *path, const char *text, size_t len, char *err,
-                      size_t errlen);
+int tap_metrics_write(const char *path, const char *text, size_t len, char *err, size_t errlen);
 
 /* The periodic writer: logs a failure once (MG0634) until a write works
  * again (MG0635). */
 typedef struct tap_metrics {
-    const char *path;       /* borrowed; NULL: no metrics file */
+    const char *path; /* borrowed; NULL: no metrics file */
     int err_logged;
 } tap_metrics_t;
 

@@ -19,10 +19,10 @@ struct tap_queue {
     tap_failure_t *ring;
     size_t cap;
     size_t map_len;
-    uint64_t head;      /* sequence number of the oldest entry */
-    uint64_t tail;      /* sequence number of the next entry */
+    uint64_t head; /* sequence number of the oldest entry */
+    uint64_t tail; /* sequence number of the next entry */
     uint64_t dropped;
-    size_t high;        /* highest slot index touched since the last trim */
+    size_t high; /* highest slot index touched since the last trim */
     int shutdown;
 };
 
@@ -116,8 +116,8 @@ void tap_queue_shutdown(tap_queue_t *q)
     pthread_mutex_unlock(&q->mu);
 }
 
-size_t tap_queue_peek_wait(tap_queue_t *q, tap_failure_t *out, size_t max,
-                           int timeout_ms, uint64_t *seq)
+size_t tap_queue_peek_wait(tap_queue_t *q, tap_failure_t *out, size_t max, int timeout_ms,
+                           uint64_t *seq)
 {
     size_t n, i;
 

@@ -22,13 +22,13 @@
 #define TAP_QUEUE_DEFAULT_CAPACITY ((size_t)1 << 20)
 
 typedef struct tap_failure {
-    mg_addr_t key;      /* the ban key: address, or IPv6 prefix */
-    uint8_t jail;       /* index into the configuration's jails */
-    uint16_t file;      /* index of the followed file */
-    uint32_t gen;       /* that file's generation (bumped on rotation) */
-    int64_t time_ms;    /* when the line was read (Unix ms) */
-    int64_t off;        /* offset of the line's first byte */
-    uint64_t fid;       /* the file read (tap_follow_identity): with off, the line */
+    mg_addr_t key;   /* the ban key: address, or IPv6 prefix */
+    uint8_t jail;    /* index into the configuration's jails */
+    uint16_t file;   /* index of the followed file */
+    uint32_t gen;    /* that file's generation (bumped on rotation) */
+    int64_t time_ms; /* when the line was read (Unix ms) */
+    int64_t off;     /* offset of the line's first byte */
+    uint64_t fid;    /* the file read (tap_follow_identity): with off, the line */
 } tap_failure_t;
 
 typedef struct tap_queue tap_queue_t;
@@ -52,8 +52,8 @@ void tap_queue_shutdown(tap_queue_t *q);
  * empty.  *seq receives the sequence number of the first entry, for
  * tap_queue_pop().  Returns the number copied.
  */
-size_t tap_queue_peek_wait(tap_queue_t *q, tap_failure_t *out, size_t max,
-                           int timeout_ms, uint64_t *seq);
+size_t tap_queue_peek_wait(tap_queue_t *q, tap_failure_t *out, size_t max, int timeout_ms,
+                           uint64_t *seq);
 /* Remove the entries [seq, seq+n) that were stored (those already dropped
  * by an overflow are skipped). */
 void tap_queue_pop(tap_queue_t *q, uint64_t seq, size_t n);

@@ -33,10 +33,10 @@ typedef struct block {
     unsigned file;
     uint32_t gen;
     const char *buf;
-    int64_t base;           /* file offset of buf[0] */
-    int64_t now;            /* wall ms: every failure of the block gets it */
-    uint64_t fid;           /* tap_follow_identity() of the file read */
-    uint8_t jail;           /* the jail scanning it now */
+    int64_t base; /* file offset of buf[0] */
+    int64_t now;  /* wall ms: every failure of the block gets it */
+    uint64_t fid; /* tap_follow_identity() of the file read */
+    uint8_t jail; /* the jail scanning it now */
 } block_t;
 
 /* One jail's counts.  Kept by the scanners and on_match() as plain
@@ -44,15 +44,15 @@ typedef struct block {
  * once): the hot loop pays no atomic operation.  Others see them through
  * tap_reader_jail_counts(), called in this thread too. */
 typedef struct jail_stats {
-    tap_scan_stats_t scan;              /* lines, failures, ignored */
-    uint64_t ignoreip;                  /* failures whose address is in ignoreip */
+    tap_scan_stats_t scan; /* lines, failures, ignored */
+    uint64_t ignoreip;     /* failures whose address is in ignoreip */
 } jail_stats_t;
 
 struct tap_reader {
-    const tap_jail_t *const *jails;     /* index = tap_failure_t.jail */
+    const tap_jail_t *const *jails; /* index = tap_failure_t.jail */
     size_t njails;
-    jail_stats_t *jst;                  /* per jail */
-    file_jails_t *files;                /* index = the follower's file index */
+    jail_stats_t *jst;   /* per jail */
+    file_jails_t *files; /* index = the follower's file index */
     unsigned nfiles;
     tap_follow_t *fol;
     tap_queue_t *q;
@@ -60,14 +60,14 @@ struct tap_reader {
     /* the block's failures, before they are sorted and queued */
     tap_failure_t *pend;
     size_t npend, cappend;
-    int overflowing;                    /* MG0623 logged for this backlog */
+    int overflowing; /* MG0623 logged for this backlog */
     uint64_t lines, failures;
 };
 
 /* ---- one block ---- */
 
-static int on_match(void *baton, tap_outcome_t outcome, const mg_addr_t *addr,
-                    const char *line, size_t len)
+static int on_match(void *baton, tap_outcome_t outcome, const mg_addr_t *addr, const char *line,
+                    size_t len)
 {
     tap_reader_t *r = baton;
     const tap_jail_t *j = r->jails[r->cur.jail];
@@ -194,7 +194,8 @@ static long file_index(tap_reader_t *r, const char *path, const tap_state_t *sta
         if (state->v[i].rotated && strcmp(state->v[i].path, path) == 0
             && tap_rotated_add(tap_follow_rotations(r->fol, n), &state->v[i].pos, 1) != 0) {
             tap_warn("MG0627: %s: the statefile names more than %d files rotated away from "
-                     "it; the later ones are not read again", path, TAP_FOLLOW_ROTATED);
+                     "it; the later ones are not read again",
+                     path, TAP_FOLLOW_ROTATED);
             break;
         }
     }

@@ -44,10 +44,10 @@ void tap_reader_backlog_gone(tap_reader_t *r);
 
 /* Totals since the start, for the stop line. */
 typedef struct tap_reader_totals {
-    uint64_t lines;         /* lines of every file (each counted once) */
-    uint64_t failures;      /* failures queued */
-    uint64_t ignored_ip;    /* failures whose address is in ignoreip */
-    uint64_t suspicious;    /* of every jail */
+    uint64_t lines;      /* lines of every file (each counted once) */
+    uint64_t failures;   /* failures queued */
+    uint64_t ignored_ip; /* failures whose address is in ignoreip */
+    uint64_t suspicious; /* of every jail */
 } tap_reader_totals_t;
 
 void tap_reader_totals(const tap_reader_t *r, tap_reader_totals_t *out);

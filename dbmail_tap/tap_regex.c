@@ -16,12 +16,13 @@
  * "2001:db8::5:51234" (the repetition gives back whole groups).
  */
 #define V4 "[0-9]{1,3}+(?:\\.[0-9]{1,3}+){3}"
-#define V6 "(?:[0-9A-Fa-f]{1,4}+)?(?::[0-9A-Fa-f]{0,4}+){1,8}" \
-           "(?:\\.[0-9]{1,3}+){0,3}(?:%[0-9A-Za-z._-]++)?"
+#define V6                                              \
+    "(?:[0-9A-Fa-f]{1,4}+)?(?::[0-9A-Fa-f]{0,4}+){1,8}" \
+    "(?:\\.[0-9]{1,3}+){0,3}(?:%[0-9A-Za-z._-]++)?"
 
 typedef struct tag {
     const char *name;
-    const char *body;   /* NULL = refused */
+    const char *body; /* NULL = refused */
 } tag_t;
 
 static const tag_t tags[] = {
@@ -88,9 +89,9 @@ char *tap_regex_expand(const char *re, size_t *nhosts, const char **why)
     size_t hosts = 0;
 
     sb_add(&b, "", 0);
-    for (const char *s = re; *s; ) {
+    for (const char *s = re; *s;) {
         if (*s == '\\' && s[1] != '\0') {
-            sb_add(&b, s, 2);   /* an escaped '<' stays literal */
+            sb_add(&b, s, 2); /* an escaped '<' stays literal */
             s += 2;
             continue;
         }
@@ -104,9 +105,10 @@ char *tap_regex_expand(const char *re, size_t *nhosts, const char **why)
             }
             if (t != NULL) {
                 if (t->body == NULL) {
-                    *why = strcmp(t->name, "<DNS>") == 0
-                        ? "<DNS> is not supported (no name lookups): use <HOST>"
-                        : "<SKIPLINES> is not supported (lines are matched one at a time)";
+                    *why =
+                        strcmp(t->name, "<DNS>") == 0
+                            ? "<DNS> is not supported (no name lookups): use <HOST>"
+                            : "<SKIPLINES> is not supported (lines are matched one at a time)";
                     goto fail;
                 }
                 if (hosts == TAP_REGEX_MAX_HOSTS) {
@@ -170,9 +172,11 @@ static size_t skip_group(const char *re, size_t i)
                 i++;
             if (re[i + 1] == ']')
                 i++;
-        } else if (c == '(') {
+        }
+        else if (c == '(') {
             depth++;
-        } else if (c == ')') {
+        }
+        else if (c == ')') {
             if (--depth == 0)
                 return i + 1;
         }
@@ -218,24 +222,29 @@ size_t tap_regex_literal(const char *re, char *lit, size_t size, int *at_start)
      * and a top-level alternation all change what must be present. */
     if (strstr(re, "(*") != NULL || strstr(re, "\\Q") != NULL)
         return 0;
-    for (size_t k = 0, depth = 0; re[k]; ) {
+    for (size_t k = 0, depth = 0; re[k];) {
         if (re[k] == '\\' && re[k + 1]) {
             k += 2;
-        } else if (re[k] == '[') {
+        }
+        else if (re[k] == '[') {
             k = skip_class(re, k);
-        } else if (re[k] == '(') {
+        }
+        else if (re[k] == '(') {
             char o = re[k + 1] == '?' ? re[k + 2] : ':';
             if (o != ':' && o != '<' && o != 'P' && o != '=' && o != '!' && o != '>')
                 return 0;
             depth++;
             k++;
-        } else if (re[k] == ')') {
+        }
+        else if (re[k] == ')') {
             if (depth > 0)
                 depth--;
             k++;
-        } else if (re[k] == '|' && depth == 0) {
+        }
+        else if (re[k] == '|' && depth == 0) {
             return 0;
-        } else {
+        }
+        else {
             k++;
         }
     }
@@ -252,28 +261,32 @@ size_t tap_regex_literal(const char *re, char *lit, size_t size, int *at_start)
             if (!isalnum((unsigned char)e) && e != '\n')
                 literal = (unsigned char)e;
             else if (strchr("dDsSwWhHvVbBAzZGKRXtnrfae", e) == NULL)
-                return 0;   /* an escape with an argument (\x41, \p{L}, \1 ...) */
+                return 0; /* an escape with an argument (\x41, \p{L}, \1 ...) */
             next = i + 2;
-        } else if (c == '(') {
+        }
+        else if (c == '(') {
             next = skip_group(re, i);
-        } else if (c == '[') {
+        }
+        else if (c == '[') {
             next = skip_class(re, i);
-        } else if (c == '<') {
+        }
+        else if (c == '<') {
             /* an expanded tag is not literal text */
             const char *gt = strchr(re + i, '>');
             int closing;
-            if (gt != NULL && (ftag_len(re + i, &closing) > 0
-                               || strncmp(re + i, "<HOST>", 6) == 0
-                               || strncmp(re + i, "<ADDR>", 6) == 0
-                               || strncmp(re + i, "<IP4>", 5) == 0
-                               || strncmp(re + i, "<IP6>", 5) == 0))
+            if (gt != NULL
+                && (ftag_len(re + i, &closing) > 0 || strncmp(re + i, "<HOST>", 6) == 0
+                    || strncmp(re + i, "<ADDR>", 6) == 0 || strncmp(re + i, "<IP4>", 5) == 0
+                    || strncmp(re + i, "<IP6>", 5) == 0))
                 next = (size_t)(gt - re) + 1;
             else
                 literal = '<';
-        } else if (c == '.' || c == '^' || c == '$' || c == '|' || c == ')' || is_quant(c)
-                   || c == '\n' || c == '\r') {
+        }
+        else if (c == '.' || c == '^' || c == '$' || c == '|' || c == ')' || is_quant(c)
+                 || c == '\n' || c == '\r') {
             literal = -1;
-        } else {
+        }
+        else {
             literal = (unsigned char)c;
         }
 
@@ -287,7 +300,8 @@ size_t tap_regex_literal(const char *re, char *lit, size_t size, int *at_start)
             if (cl == 0)
                 run_start = i;
             cur[cl++] = (char)literal;
-        } else {
+        }
+        else {
             if (cl > best && cl < size) {
                 memcpy(lit, cur, cl);
                 lit[cl] = '\0';

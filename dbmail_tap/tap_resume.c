@@ -42,8 +42,8 @@ static size_t positions(tap_follow_t *fol, tap_queue_t *q, tap_state_entry_t *v)
     for (unsigned i = 0; i < n; i++) {
         tap_follow_pos_t rot[TAP_FOLLOW_ROTATED];
         uint32_t gen, rgen[TAP_FOLLOW_ROTATED];
-        unsigned nrot = tap_rotated_list(tap_follow_rotations(fol, i), rot, rgen,
-                                         TAP_FOLLOW_ROTATED);
+        unsigned nrot =
+            tap_rotated_list(tap_follow_rotations(fol, i), rot, rgen, TAP_FOLLOW_ROTATED);
         int64_t off;
 
         /* a rotated file with failures waiting: without its line, a stop
@@ -63,7 +63,7 @@ static size_t positions(tap_follow_t *fol, tap_queue_t *q, tap_state_entry_t *v)
             }
         }
         if (!tap_follow_position(fol, i, &v[k].pos, &gen)) {
-            continue;   /* not open: the next start finds it as new */
+            continue; /* not open: the next start finds it as new */
         }
         if (tap_queue_first_offset(q, (uint16_t)i, gen, &off) && off < v[k].pos.off) {
             v[k].pos.off = off;

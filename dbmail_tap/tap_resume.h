@@ -26,10 +26,10 @@
 #include "tap_state.h"
 
 typedef struct tap_resume {
-    const char *statefile;      /* borrowed */
-    uint64_t saved_changes;     /* tap_follow_changes() at the last save */
-    size_t saved_qlen;          /* queue length then */
-    int err_logged;             /* MG0630 said; MG0631 when it works again */
+    const char *statefile;  /* borrowed */
+    uint64_t saved_changes; /* tap_follow_changes() at the last save */
+    size_t saved_qlen;      /* queue length then */
+    int err_logged;         /* MG0630 said; MG0631 when it works again */
 } tap_resume_t;
 
 void tap_resume_init(tap_resume_t *rs, const char *statefile);

@@ -28,7 +28,7 @@ typedef struct scan {
     void *baton;
     tap_scan_stats_t *st;
     int stop;
-    uint64_t wend;          /* lines starting before this offset are inside a window */
+    uint64_t wend; /* lines starting before this offset are inside a window */
 } scan_t;
 
 /* One complete line buf[start, start+n) whose outcome has to be known. */
@@ -72,8 +72,10 @@ static void long_line(scan_t *sc, size_t start, size_t nl)
 {
     sc->st->toolong++;
     sc->st->ignored++;
-    if (sc->fn && sc->fn(sc->baton, TAP_IGNORED, NULL, sc->buf + start,
-                         nl - start > TAP_MAX_LINE ? TAP_MAX_LINE : nl - start) != 0)
+    if (sc->fn
+        && sc->fn(sc->baton, TAP_IGNORED, NULL, sc->buf + start,
+                  nl - start > TAP_MAX_LINE ? TAP_MAX_LINE : nl - start)
+               != 0)
         sc->stop = 1;
 }
 
@@ -89,7 +91,7 @@ static void long_line(scan_t *sc, size_t start, size_t nl)
 static size_t count_lines(scan_t *sc, size_t from, size_t to)
 {
     const char *b = sc->buf;
-    size_t start = from;    /* current line start */
+    size_t start = from; /* current line start */
     size_t i = from;
 
     while (i < to) {
@@ -237,8 +239,8 @@ struct tap_scanner {
     void *baton;
     char *buf;
     size_t cap;
-    size_t start, end;      /* unscanned bytes */
-    size_t skipping;        /* bytes of a too long line dropped so far (0: none) */
+    size_t start, end; /* unscanned bytes */
+    size_t skipping;   /* bytes of a too long line dropped so far (0: none) */
     int stopped;
     tap_scan_stats_t st;
     tap_stream_t stream;
@@ -319,10 +321,10 @@ int tap_scanner_commit(tap_scanner_t *sc, size_t n)
         size_t used = tap_scan_block_stream(sc->m, &sc->stream, sc->buf + sc->start, avail,
                                             sc->flags, sc->fn, sc->baton, &sc->st);
         sc->start += used;
-        const char *nl = used < avail ? memchr(sc->buf + sc->start, '\n', sc->end - sc->start)
-                                      : NULL;
+        const char *nl =
+            used < avail ? memchr(sc->buf + sc->start, '\n', sc->end - sc->start) : NULL;
         if (nl != NULL) {
-            sc->stopped = 1;    /* the callback stopped before the last complete line */
+            sc->stopped = 1; /* the callback stopped before the last complete line */
             return 1;
         }
     }
@@ -331,7 +333,8 @@ int tap_scanner_commit(tap_scanner_t *sc, size_t n)
         sc->skipping = sc->end - sc->start;
         skipped(sc, sc->skipping);
         sc->start = sc->end = 0;
-    } else if (sc->start == sc->end) {
+    }
+    else if (sc->start == sc->end) {
         sc->start = sc->end = 0;
     }
     return 0;

@@ -29,11 +29,11 @@ struct tap_matcher;
 
 /* Counters kept by the scanners; add up across calls. */
 typedef struct tap_scan_stats {
-    uint64_t lines;      /* complete lines seen (long ones included) */
+    uint64_t lines; /* complete lines seen (long ones included) */
     uint64_t failures;
-    uint64_t ignored;    /* long lines included */
-    uint64_t toolong;    /* lines longer than TAP_MAX_LINE (also in ignored) */
-} tap_scan_stats_t;      /* missed = lines - failures - ignored - suspicious; the
+    uint64_t ignored; /* long lines included */
+    uint64_t toolong; /* lines longer than TAP_MAX_LINE (also in ignored) */
+} tap_scan_stats_t;   /* missed = lines - failures - ignored - suspicious; the
                             suspicious ones are counted by the matcher
                             (tap_matcher_suspicious) */
 
@@ -45,11 +45,11 @@ typedef struct tap_scan_stats {
  * bytes, or NULL with len 0 when it was dropped across reads).  Return 0
  * to go on; non-zero stops the scan after this line.
  */
-typedef int (*tap_scan_fn)(void *baton, tap_outcome_t outcome,
-                           const mg_addr_t *addr, const char *line, size_t len);
+typedef int (*tap_scan_fn)(void *baton, tap_outcome_t outcome, const mg_addr_t *addr,
+                           const char *line, size_t len);
 
 /* Flags for the scanners. */
-#define TAP_SCAN_MISSED 1u  /* also report missed lines (slower: no prefilter skip) */
+#define TAP_SCAN_MISSED 1u /* also report missed lines (slower: no prefilter skip) */
 
 /*
  * Scan the complete lines of buf[0..len): everything up to and including
@@ -75,9 +75,8 @@ size_t tap_scan_block_stream(struct tap_matcher *m, tap_stream_t *stream, const 
  * by several files should get tap_scan_block_stream() with one stream per
  * file, or a window opened in one file shortens the next block of another.
  */
-size_t tap_scan_block(struct tap_matcher *m, const char *buf, size_t len,
-                      unsigned flags, tap_scan_fn fn, void *baton,
-                      tap_scan_stats_t *stats);
+size_t tap_scan_block(struct tap_matcher *m, const char *buf, size_t len, unsigned flags,
+                      tap_scan_fn fn, void *baton, tap_scan_stats_t *stats);
 
 /*
  * A stream scanner over one file: owns a read buffer (1 MiB plus room for
@@ -95,8 +94,8 @@ typedef struct tap_scanner tap_scanner_t;
 
 /* The matcher is borrowed (not freed, not shared with another thread while
  * in use); NULL on allocation failure. */
-tap_scanner_t *tap_scanner_new(struct tap_matcher *m, unsigned flags,
-                               tap_scan_fn fn, void *baton);
+tap_scanner_t *tap_scanner_new(struct tap_matcher *m, unsigned flags, tap_scan_fn fn,
+                               void *baton);
 void tap_scanner_free(tap_scanner_t *sc);
 
 /* Where to read next, *room >= 1 bytes.  When the previous commit was

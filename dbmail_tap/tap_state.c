@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #define STATE_HEADER "# dbmail_tap state: v1|v2|r2 inode offset first-line-hash [epoch] path\n"
-#define TMP_INFIX ".tmp."
+#define TMP_INFIX    ".tmp."
 
 /*
  * Remove temporary files a crashed run left next to the statefile
@@ -100,7 +100,7 @@ static int parse_line(char *line, tap_state_entry_t *e)
         p = end + 1;
     }
     if (*p != '/') {
-        return -1;  /* paths are stored absolute */
+        return -1; /* paths are stored absolute */
     }
     e->path = strdup(p);
     if (e->path == NULL) {
@@ -181,8 +181,8 @@ void tap_state_free(tap_state_t *st)
     st->n = 0;
 }
 
-int tap_state_save(const char *file, const tap_state_entry_t *v, size_t n,
-                   char *err, size_t errlen)
+int tap_state_save(const char *file, const tap_state_entry_t *v, size_t n, char *err,
+                   size_t errlen)
 {
     char tmp[4096];
     FILE *fp;

@@ -21,7 +21,7 @@
 typedef struct tap_state_entry {
     char *path;
     tap_follow_pos_t pos;
-    int rotated;        /* 1: a file rotated away from path (an "r2" line) */
+    int rotated; /* 1: a file rotated away from path (an "r2" line) */
 } tap_state_entry_t;
 
 typedef struct tap_state {
@@ -41,7 +41,7 @@ const tap_follow_pos_t *tap_state_find(const tap_state_t *st, const char *path);
 void tap_state_free(tap_state_t *st);
 
 /* Write n entries atomically; -1 with err (the old file stays). */
-int tap_state_save(const char *file, const tap_state_entry_t *v, size_t n,
-                   char *err, size_t errlen);
+int tap_state_save(const char *file, const tap_state_entry_t *v, size_t n, char *err,
+                   size_t errlen);
 
 #endif

@@ -23,14 +23,14 @@
 #include "tap_clock.h"
 #include "tap_log.h"
 
-#define TAP_BATCH 131072            /* most failures per writer round */
-#define TAP_BATCH_SMALL 1024        /* rounds up to this use the standing buffers */
-#define TAP_LINGER_MAX_MS 200       /* longest wait for a burst to end */
-#define TAP_LINGER_US 2000          /* the queue is looked at this often meanwhile */
-#define TAP_FLUSH_MS 10000          /* longest flush at SIGTERM */
-#define TAP_WRITER_TIMEOUT_MS 2000  /* Redis command timeout for batches */
-#define TAP_BACKOFF_MIN_MS 100      /* after a failed round; doubles ... */
-#define TAP_BACKOFF_MAX_MS 2000     /* ... up to this */
+#define TAP_BATCH             131072 /* most failures per writer round */
+#define TAP_BATCH_SMALL       1024   /* rounds up to this use the standing buffers */
+#define TAP_LINGER_MAX_MS     200    /* longest wait for a burst to end */
+#define TAP_LINGER_US         2000   /* the queue is looked at this often meanwhile */
+#define TAP_FLUSH_MS          10000  /* longest flush at SIGTERM */
+#define TAP_WRITER_TIMEOUT_MS 2000   /* Redis command timeout for batches */
+#define TAP_BACKOFF_MIN_MS    100    /* after a failed round; doubles ... */
+#define TAP_BACKOFF_MAX_MS    2000   /* ... up to this */
 
 /*
  * The columns of one round, one row per failure taken from the queue.
@@ -48,15 +48,15 @@ typedef struct line_id {
     char s[40];
 } line_id_t;
 
-#define WBUF_COLUMNS(X)                                                                    \
-    X(tap_failure_t, batch)         /* the queue entries, in queue order */               \
-    X(uint8_t, sent)                /* 1: Redis has it (this round or an earlier one) */  \
-    X(size_t, idx)                  /* store argument m -> row of batch */                \
-    X(mg_addr_t, keys)              /* the ban key of row idx[m] */                       \
-    X(int64_t, times)               /* when its line was read (Unix ms) */                \
-    X(line_id_t, idtxt)             /* the identity of its line, as text */               \
-    X(const char *, ids)            /* -> idtxt[m], as the store takes them */            \
-    X(mg_record_result_t, res)      /* the store's answer for it */
+#define WBUF_COLUMNS(X)                                                             \
+    X(tap_failure_t, batch)    /* the queue entries, in queue order */              \
+    X(uint8_t, sent)           /* 1: Redis has it (this round or an earlier one) */ \
+    X(size_t, idx)             /* store argument m -> row of batch */               \
+    X(mg_addr_t, keys)         /* the ban key of row idx[m] */                      \
+    X(int64_t, times)          /* when its line was read (Unix ms) */               \
+    X(line_id_t, idtxt)        /* the identity of its line, as text */              \
+    X(const char *, ids)       /* -> idtxt[m], as the store takes them */           \
+    X(mg_record_result_t, res) /* the store's answer for it */
 
 #define WBUF_FIELD(type, name) type *name;
 
@@ -87,13 +87,13 @@ struct tap_writer {
     uint8_t *sent_prev;
     uint64_t sent_base;
     size_t sent_len, sent_cap;
-    int down;                       /* MG0620 said, MG0622 not yet */
-    int backoff;                    /* ms before the next try after a failure */
+    int down;    /* MG0620 said, MG0622 not yet */
+    int backoff; /* ms before the next try after a failure */
     /* For other threads (the metrics file): added once per store call
      * and per round, never per failure. */
-    _Atomic uint64_t *stored;       /* per jail: failures Redis took */
-    _Atomic uint64_t *bans;         /* per jail: bans they made */
-    atomic_int redis_up;            /* 0 after a failed round, until one works */
+    _Atomic uint64_t *stored; /* per jail: failures Redis took */
+    _Atomic uint64_t *bans;   /* per jail: bans they made */
+    atomic_int redis_up;      /* 0 after a failed round, until one works */
     _Atomic uint64_t failed_rounds;
 };
 
@@ -119,9 +119,9 @@ static void wbuf_carve(wbuf_t *w, void *mem, size_t n)
 {
     char *base = mem;
     size_t b = 0;
-#define WBUF_CARVE(type, name)                     \
-    b = align_up(b, _Alignof(type));               \
-    w->name = (type *)(void *)(base + b);          \
+#define WBUF_CARVE(type, name)            \
+    b = align_up(b, _Alignof(type));      \
+    w->name = (type *)(void *)(base + b); \
     b += n * sizeof(type);
     WBUF_COLUMNS(WBUF_CARVE)
 #undef WBUF_CARVE
@@ -209,7 +209,8 @@ static size_t round_take(tap_writer_t *w, wbuf_t *b, size_t n, uint64_t *seq)
     for (size_t i = 0; i < n; i++) {
         uint64_t sq = *seq + i;
         b->sent[i] = sq >= w->sent_base && sq < w->sent_base + w->sent_len
-                     ? w->sent_prev[sq - w->sent_base] : 0;
+                         ? w->sent_prev[sq - w->sent_base]
+                         : 0;
     }
     return n;
 }
@@ -226,8 +227,7 @@ static size_t gather_jail(wbuf_t *b, size_t from, size_t n, uint8_t jail)
             b->keys[k] = b->batch[x].key;
             b->times[k] = b->batch[x].time_ms;
             snprintf(b->idtxt[k].s, sizeof(b->idtxt[k].s), "t%016llx-%llx",
-                     (unsigned long long)b->batch[x].fid,
-                     (unsigned long long)b->batch[x].off);
+                     (unsigned long long)b->batch[x].fid, (unsigned long long)b->batch[x].off);
             b->ids[k] = b->idtxt[k].s;
             k++;
         }
@@ -265,7 +265,8 @@ static int round_store(tap_writer_t *w, wbuf_t *b, size_t n, size_t *dups)
         }
         k = gather_jail(b, i, n, jail);
         failed = mg_store_record_failures(w->st, j->name, &j->policy, k, b->keys, b->times,
-                                          b->ids, b->res, &done) != 0;
+                                          b->ids, b->res, &done)
+                 != 0;
         /* Beyond done, a pair with a count was recorded all the same (the
          * store groups a batch by address): resending it would count that
          * failure twice. */
@@ -382,14 +383,16 @@ static void *writer_main(void *arg)
          * proves the resend cost nothing */
         if (dups > 0) {
             tap_notice("MG0626: %zu failures already counted in Redis (read again after a "
-                       "restart, or sent again after a lost answer): not counted again", dups);
+                       "restart, or sent again after a lost answer): not counted again",
+                       dups);
         }
         if (after_round(w, failed, stopping, flush_deadline)) {
             break;
         }
     }
     if (tap_queue_len(w->q) > 0) {
-        tap_warn("MG0624: %zu failures not stored in Redis at exit: they are read again at the next start",
+        tap_warn("MG0624: %zu failures not stored in Redis at exit: they are read again at the "
+                 "next start",
                  tap_queue_len(w->q));
     }
     return NULL;

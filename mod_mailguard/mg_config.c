@@ -7,8 +7,6 @@
  * accept exactly the same text.
  */
 #include <ctype.h>
-#include <errno.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,7 +27,7 @@
 #define MG_DEF_DENY_STATUS   HTTP_FORBIDDEN
 #define MG_DEF_WATCH         0
 #define MG_DEF_JAIL          "webmail"
-#define MG_DEF_TABLE_SIZE    1048576   /* 132 MiB reserved; pages used as bans arrive */
+#define MG_DEF_TABLE_SIZE    1048576 /* 132 MiB reserved; pages used as bans arrive */
 #define MG_DEF_SYNC_INTERVAL 5
 
 /* Bounds: generous, but a value outside them is a typo, not a wish. */
@@ -67,7 +65,7 @@ void *mg_create_dir_conf(apr_pool_t *p, char *dir)
 }
 
 #define MG_PICK(f, unset) (add->f != (unset) ? add->f : base->f)
-#define MG_PICKP(f) (add->f != NULL ? add->f : base->f)
+#define MG_PICKP(f)       (add->f != NULL ? add->f : base->f)
 
 /* Nothing set in this scope (the common case: a <Directory> without any
  * MailGuard directive). */
@@ -283,7 +281,8 @@ static const char *mg_global_only(cmd_parms *cmd)
     if (err != NULL) {
         return apr_pstrcat(cmd->pool, err,
                            " (it applies to the whole server: set it once, "
-                           "outside <VirtualHost>)", NULL);
+                           "outside <VirtualHost>)",
+                           NULL);
     }
     return NULL;
 }
@@ -311,7 +310,8 @@ static const char *mg_set_redis(cmd_parms *cmd, void *dv, const char *arg)
     u = apr_pcalloc(cmd->pool, sizeof(*u));
     if (mg_store_url_parse(arg, u, &why) != 0) {
         /* The URL itself is not echoed: it may carry a password. */
-        return apr_psprintf(cmd->pool, "%s: not a valid Redis URL (%s); expected "
+        return apr_psprintf(cmd->pool,
+                            "%s: not a valid Redis URL (%s); expected "
                             "redis://[[user]:password@]host[:port][/db], "
                             "unix:/path[?db=N] or none",
                             cmd->cmd->name, why ? why : "unparsable");
@@ -356,7 +356,8 @@ static const char *mg_set_watch(cmd_parms *cmd, void *dv, const char *arg)
         d->watch = 0;
     }
     else {
-        return apr_psprintf(cmd->pool, "%s: unknown webmail '%s' (expected roundcube, "
+        return apr_psprintf(cmd->pool,
+                            "%s: unknown webmail '%s' (expected roundcube, "
                             "squirrelmail or none; use MailGuardFailure for others)",
                             cmd->cmd->name, arg);
     }
@@ -391,18 +392,20 @@ static const char *mg_parse_statuses(cmd_parms *cmd, mg_rule_t *rule, const char
     /* Split by hand: "401,,403" is a typo and must not pass silently. */
     for (;;) {
         const char *comma = strchr(p, ',');
-        const char *tok = comma ? apr_pstrmemdup(cmd->temp_pool, p, (apr_size_t)(comma - p)) : p;
+        const char *tok =
+            comma ? apr_pstrmemdup(cmd->temp_pool, p, (apr_size_t)(comma - p)) : p;
         unsigned long v;
         const char *why = NULL;
 
         if (mg_parse_uint(tok, 100, 599, &v, &why) != 0) {
-            return apr_psprintf(cmd->pool, "%s: bad status '%s' in '%s' (%s; expected "
-                                "100-599, comma-separated)", cmd->cmd->name, tok, arg,
-                                why ? why : "not a number");
+            return apr_psprintf(cmd->pool,
+                                "%s: bad status '%s' in '%s' (%s; expected "
+                                "100-599, comma-separated)",
+                                cmd->cmd->name, tok, arg, why ? why : "not a number");
         }
         if (rule->nstatus >= MG_RULE_MAX_STATUS) {
-            return apr_psprintf(cmd->pool, "%s: at most %d statuses per rule",
-                                cmd->cmd->name, MG_RULE_MAX_STATUS);
+            return apr_psprintf(cmd->pool, "%s: at most %d statuses per rule", cmd->cmd->name,
+                                MG_RULE_MAX_STATUS);
         }
         rule->status[rule->nstatus++] = (int)v;
         if (comma == NULL) {
@@ -445,14 +448,12 @@ static const char *mg_set_failure(cmd_parms *cmd, void *dv, int argc, char *cons
     if (rule->nstatus == 0) {
         return apr_psprintf(cmd->pool, "%s: no status given", cmd->cmd->name);
     }
-    re = pcre2_compile((PCRE2_SPTR)argv[1], PCRE2_ZERO_TERMINATED, 0, &errcode,
-                       &erroff, NULL);
+    re = pcre2_compile((PCRE2_SPTR)argv[1], PCRE2_ZERO_TERMINATED, 0, &errcode, &erroff, NULL);
     if (re == NULL) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(errcode, msg, sizeof(msg));
-        return apr_psprintf(cmd->pool, "%s: bad regex '%s' at offset %lu: %s",
-                            cmd->cmd->name, argv[1], (unsigned long)erroff,
-                            (const char *)msg);
+        return apr_psprintf(cmd->pool, "%s: bad regex '%s' at offset %lu: %s", cmd->cmd->name,
+                            argv[1], (unsigned long)erroff, (const char *)msg);
     }
     /* JIT is an optimisation: where it is unavailable the interpreter runs. */
     (void)pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);
@@ -492,7 +493,12 @@ static const char *mg_set_maxretry(cmd_parms *cmd, void *dv, const char *arg)
 }
 
 /* Durations share one parser; cmd->info says which field. */
-enum { MG_DUR_FINDTIME, MG_DUR_BANTIME, MG_DUR_MAXTIME, MG_DUR_SYNC };
+enum {
+    MG_DUR_FINDTIME,
+    MG_DUR_BANTIME,
+    MG_DUR_MAXTIME,
+    MG_DUR_SYNC
+};
 
 static const char *mg_set_duration(cmd_parms *cmd, void *dv, const char *arg)
 {
@@ -510,7 +516,8 @@ static const char *mg_set_duration(cmd_parms *cmd, void *dv, const char *arg)
     }
     /* the parser and the floor of 1 s are the tap's too */
     if (mg_rule_policy_duration(arg, &v, &why) != 0) {
-        return apr_psprintf(cmd->pool, "%s: '%s' is not a duration of at least 1 second "
+        return apr_psprintf(cmd->pool,
+                            "%s: '%s' is not a duration of at least 1 second "
                             "(%s); use e.g. 30, 45s, 10m, 1h, 2d, 1w or 1h30m",
                             cmd->cmd->name, arg, why);
     }
@@ -527,8 +534,8 @@ static const char *mg_set_duration(cmd_parms *cmd, void *dv, const char *arg)
         break;
     default:
         if (secs > MG_SYNC_INTERVAL_MAX) {
-            return apr_psprintf(cmd->pool, "%s: '%s' is longer than a day",
-                                cmd->cmd->name, arg);
+            return apr_psprintf(cmd->pool, "%s: '%s' is longer than a day", cmd->cmd->name,
+                                arg);
         }
         mg_srv_mut(cmd)->sync_interval = secs;
         break;
@@ -568,8 +575,7 @@ static const char *mg_set_ignore(cmd_parms *cmd, void *dv, const char *arg)
         if (d->ignore == NULL) {
             return apr_psprintf(cmd->pool, "%s: out of memory", cmd->cmd->name);
         }
-        apr_pool_cleanup_register(cmd->pool, d->ignore,
-                                  mg_cidrset_cleanup,
+        apr_pool_cleanup_register(cmd->pool, d->ignore, mg_cidrset_cleanup,
                                   apr_pool_cleanup_null);
     }
     if (strcasecmp(arg, "none") == 0) {
@@ -629,8 +635,7 @@ static const char *mg_set_table_size(cmd_parms *cmd, void *dv, const char *arg)
     return NULL;
 }
 
-static const char *mg_set_prefix_floor(cmd_parms *cmd, void *dv, const char *a4,
-                                       const char *a6)
+static const char *mg_set_prefix_floor(cmd_parms *cmd, void *dv, const char *a4, const char *a6)
 {
     unsigned v4, v6;
     const char *why = NULL;
@@ -655,8 +660,8 @@ const command_rec mg_cmds[] = {
                  (void *)APR_OFFSETOF(mg_dir_conf_t, engine), MG_DIRSCOPE,
                  "On|Off: deny banned clients and watch logins in this scope (default Off)"),
     AP_INIT_TAKE1("MailGuardRedis", mg_set_redis, NULL, RSRC_CONF,
-                  "Redis URL shared by every server, or none (default "
-                  MG_STORE_DEFAULT_URL ")"),
+                  "Redis URL shared by every server, or none (default " MG_STORE_DEFAULT_URL
+                  ")"),
     AP_INIT_TAKE1("MailGuardKeyPrefix", mg_set_prefix, NULL, RSRC_CONF,
                   "Prefix of every Redis key (default " MG_STORE_DEFAULT_PREFIX ")"),
     AP_INIT_ITERATE("MailGuardWatch", mg_set_watch, NULL, MG_DIRSCOPE,
@@ -667,17 +672,17 @@ const command_rec mg_cmds[] = {
                   "Jail (policy) name failures are counted under (default webmail)"),
     AP_INIT_TAKE1("MailGuardMaxRetry", mg_set_maxretry, NULL, MG_DIRSCOPE,
                   "Failures within MailGuardFindTime that ban (default 10)"),
-    AP_INIT_TAKE1("MailGuardFindTime", mg_set_duration, (void *)(apr_uintptr_t)MG_DUR_FINDTIME, MG_DIRSCOPE,
-                  "Window in which failures count (default 10m)"),
-    AP_INIT_TAKE1("MailGuardBanTime", mg_set_duration, (void *)(apr_uintptr_t)MG_DUR_BANTIME, MG_DIRSCOPE,
-                  "Length of a ban (default 1h)"),
+    AP_INIT_TAKE1("MailGuardFindTime", mg_set_duration, (void *)(apr_uintptr_t)MG_DUR_FINDTIME,
+                  MG_DIRSCOPE, "Window in which failures count (default 10m)"),
+    AP_INIT_TAKE1("MailGuardBanTime", mg_set_duration, (void *)(apr_uintptr_t)MG_DUR_BANTIME,
+                  MG_DIRSCOPE, "Length of a ban (default 1h)"),
     AP_INIT_FLAG("MailGuardBanTimeIncrement", ap_set_flag_slot,
                  (void *)APR_OFFSETOF(mg_dir_conf_t, increment), MG_DIRSCOPE,
                  "On|Off: lengthen bans of repeat offenders (default Off)"),
     AP_INIT_TAKE1("MailGuardBanTimeFactor", mg_set_factor, NULL, MG_DIRSCOPE,
                   "Escalation factor per previous ban (default 2)"),
-    AP_INIT_TAKE1("MailGuardBanTimeMax", mg_set_duration, (void *)(apr_uintptr_t)MG_DUR_MAXTIME, MG_DIRSCOPE,
-                  "Longest escalated ban (default 1w)"),
+    AP_INIT_TAKE1("MailGuardBanTimeMax", mg_set_duration, (void *)(apr_uintptr_t)MG_DUR_MAXTIME,
+                  MG_DIRSCOPE, "Longest escalated ban (default 1w)"),
     AP_INIT_ITERATE("MailGuardIgnoreIP", mg_set_ignore, NULL, MG_DIRSCOPE,
                     "Addresses and CIDR ranges never counted (default none)"),
     AP_INIT_TAKE1("MailGuardIPv6Prefix", mg_set_v6prefix, NULL, RSRC_CONF,
@@ -686,9 +691,9 @@ const command_rec mg_cmds[] = {
                   "HTTP status for a banned client, 400-599 (default 403)"),
     AP_INIT_TAKE1("MailGuardBanTableSize", mg_set_table_size, NULL, RSRC_CONF,
                   "Capacity of the shared-memory ban mirror (default 1048576)"),
-    AP_INIT_TAKE1("MailGuardSyncInterval", mg_set_duration, (void *)(apr_uintptr_t)MG_DUR_SYNC, RSRC_CONF,
-                  "Check of the change log, twice per interval (default 5s)"),
+    AP_INIT_TAKE1("MailGuardSyncInterval", mg_set_duration, (void *)(apr_uintptr_t)MG_DUR_SYNC,
+                  RSRC_CONF, "Check of the change log, twice per interval (default 5s)"),
     AP_INIT_TAKE2("MailGuardPrefixFloor", mg_set_prefix_floor, NULL, RSRC_CONF,
                   "V4 V6: the widest ban prefix taken from Redis (default 16 32)"),
-    {NULL}
+    { NULL }
 };

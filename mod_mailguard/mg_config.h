@@ -29,8 +29,8 @@
 
 /* One MailGuardFailure line, compiled at configuration time. */
 typedef struct mg_rule {
-    const char *method;        /* NULL = any method ("*") */
-    void *re;                  /* pcre2_code *, freed with pconf */
+    const char *method; /* NULL = any method ("*") */
+    void *re;           /* pcre2_code *, freed with pconf */
     int nstatus;
     int status[MG_RULE_MAX_STATUS];
 } mg_rule_t;
@@ -45,13 +45,13 @@ typedef struct mg_dir_conf {
     apr_int64_t findtime;      /* seconds, -1 unset */
     apr_int64_t bantime;
     apr_int64_t maxtime;
-    int increment;             /* -1 unset */
-    double factor;             /* < 0 unset */
-    mg_cidrset_t *ignore;      /* NULL unset */
+    int increment;        /* -1 unset */
+    double factor;        /* < 0 unset */
+    mg_cidrset_t *ignore; /* NULL unset */
 } mg_dir_conf_t;
 
 typedef struct mg_srv_conf {
-    int v6prefix;              /* -1 unset */
+    int v6prefix; /* -1 unset */
     /* Server-config-only settings: set on the main server, copied to
      * every virtual host by the merge so any server_rec answers. */
     int redis_set;             /* MailGuardRedis seen */
@@ -100,8 +100,7 @@ apr_uint32_t mg_srv_table_size(const server_rec *s);
 apr_int64_t mg_srv_sync_interval(const server_rec *s);
 /* The store settings of this server's Redis (URL, key prefix) with the
  * caller's timeouts, in milliseconds. */
-void mg_srv_store_cfg(const server_rec *s, mg_store_cfg_t *cfg, int connect_ms,
-                      int command_ms);
+void mg_srv_store_cfg(const server_rec *s, mg_store_cfg_t *cfg, int connect_ms, int command_ms);
 /* MailGuardPrefixFloor: the shortest IPv4 / IPv6 prefix (family-relative)
  * a ban from Redis may have to be applied. */
 void mg_srv_prefix_floor(const server_rec *s, unsigned *v4, unsigned *v6);

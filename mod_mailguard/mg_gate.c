@@ -55,7 +55,8 @@ static int mg_already_passed(const request_rec *r)
 {
     const request_rec *first = mg_initial(r);
 
-    return mg_dir_engine(mg_dir_conf(first->per_dir_config)) && !ap_is_HTTP_ERROR(first->status);
+    return mg_dir_engine(mg_dir_conf(first->per_dir_config))
+           && !ap_is_HTTP_ERROR(first->status);
 }
 
 /*

@@ -37,10 +37,10 @@ APLOG_USE_MODULE(mailguard);
 
 struct mg_mirror {
     server_rec *s;
-    mg_follow_why_t why;        /* of the snapshot in progress */
-    mg_ban_t *back;             /* bans to write back (data loss) */
+    mg_follow_why_t why; /* of the snapshot in progress */
+    mg_ban_t *back;      /* bans to write back (data loss) */
     size_t nback, capback, backat;
-    int full_logged;            /* the overflow was logged (error, once) */
+    int full_logged; /* the overflow was logged (error, once) */
     uint64_t seen_snapshots;
     int64_t seen_check;
 };
@@ -168,7 +168,7 @@ static int mg_mirror_keep_lost(void *baton, const mg_addr_t *key, int64_t expiry
         mg_ban_t *v = realloc(m->back, cap * sizeof(*v));
         if (v == NULL) {
             k->oom = 1;
-            return 0;   /* still kept in the mirror, just not written back */
+            return 0; /* still kept in the mirror, just not written back */
         }
         m->back = v;
         m->capback = cap;
@@ -202,12 +202,14 @@ static int mg_mirror_commit(void *baton)
         /* Info, not notice: the outage itself was already logged once. */
         ap_log_error(APLOG_MARK, APLOG_INFO, 0, m->s,
                      "MG0062: Redis lost %lu live ban(s) this server knows: kept, and "
-                     "written back", (unsigned long)(m->nback - m->backat - before));
+                     "written back",
+                     (unsigned long)(m->nback - m->backat - before));
     }
     if (k.resent > 0) {
         ap_log_error(APLOG_MARK, APLOG_INFO, 0, m->s,
                      "MG0077: sending %u recent failure(s) to Redis again, so the windows "
-                     "it lost count on", k.resent);
+                     "it lost count on",
+                     k.resent);
     }
     if (k.oom) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, m->s,
@@ -249,7 +251,8 @@ static void mg_mirror_note(void *baton, mg_follow_note_t what, const char *detai
     case MG_NOTE_REFUSED:
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, m->s,
                      "MG0069: refused from Redis: %s; only bans of a host or a prefix "
-                     "within MailGuardPrefixFloor are applied", detail);
+                     "within MailGuardPrefixFloor are applied",
+                     detail);
         break;
     case MG_NOTE_HAND_EDIT:
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, m->s,
@@ -259,10 +262,8 @@ static void mg_mirror_note(void *baton, mg_follow_note_t what, const char *detai
     }
 }
 
-const mg_follow_ops_t mg_mirror_ops = {
-    mg_mirror_apply, mg_mirror_begin, mg_mirror_add, mg_mirror_commit, mg_mirror_abort,
-    mg_mirror_note
-};
+const mg_follow_ops_t mg_mirror_ops = { mg_mirror_apply,  mg_mirror_begin, mg_mirror_add,
+                                        mg_mirror_commit, mg_mirror_abort, mg_mirror_note };
 
 /* ---- writing back ---- */
 
@@ -349,7 +350,8 @@ static int mg_mirror_send_failures(mg_mirror_t *m, mg_store_t *cmd)
         }
         k = j - i;
         if (mg_store_record_failures(cmd, f[i].jail, &f[i].policy, k, keys, times, ids, res,
-                                     &done) != 0) {
+                                     &done)
+            != 0) {
             size_t x;
             /* the confirmed ones are done; the rest, and every later run,
              * go back to the queue */
@@ -505,7 +507,7 @@ static apr_int64_t mg_mirror_missing(const mg_follow_stats_t *fs)
     apr_uint64_t moved;
 
     if (!fs->in_step || fs->seq < fs->live_seq) {
-        return -1;  /* not comparable now */
+        return -1; /* not comparable now */
     }
     moved = fs->seq - fs->live_seq;
     if (live <= mg_bantable_count(bt) && mg_bantable_count(bt) < mg_bantable_capacity(bt)) {
@@ -549,19 +551,20 @@ void mg_mirror_account(mg_mirror_t *m, mg_follow_t *f)
         apr_int64_t missing = mg_mirror_missing(fs);
 
         if (missing < 0) {
-            return;     /* judged again after the next check */
+            return; /* judged again after the next check */
         }
         m->seen_snapshots = fs->snapshots;
         m->seen_check = fs->last_check;
         mg_stat_set(&st->not_mirrored, (apr_uint64_t)missing);
         if (missing > 0 && !m->full_logged) {
             m->full_logged = 1;
-            ap_log_error(APLOG_MARK, APLOG_ERR, 0, m->s,
-                         "MG0063: the ban table is full: this server does not enforce %"
-                         APR_UINT64_T_FMT " of the %" APR_UINT64_T_FMT " live bans in Redis "
-                         "(the shortest); raise MailGuardBanTableSize (now %u)",
-                         (apr_uint64_t)missing, (apr_uint64_t)fs->live,
-                         (unsigned)mg_bantable_capacity(mg_shm_bantable()));
+            ap_log_error(
+                APLOG_MARK, APLOG_ERR, 0, m->s,
+                "MG0063: the ban table is full: this server does not enforce %" APR_UINT64_T_FMT
+                " of the %" APR_UINT64_T_FMT " live bans in Redis "
+                "(the shortest); raise MailGuardBanTableSize (now %u)",
+                (apr_uint64_t)missing, (apr_uint64_t)fs->live,
+                (unsigned)mg_bantable_capacity(mg_shm_bantable()));
         }
         else if (missing == 0 && m->full_logged) {
             m->full_logged = 0;
@@ -571,8 +574,8 @@ void mg_mirror_account(mg_mirror_t *m, mg_follow_t *f)
         /* Bans left out when the table was full are not in any change to
          * come: once there is room again (unbans, ended bans), read the set
          * to take them in (the follower backs off if this repeats). */
-        if (missing > 0 && mg_bantable_count(mg_shm_bantable())
-                               < mg_bantable_capacity(mg_shm_bantable())) {
+        if (missing > 0
+            && mg_bantable_count(mg_shm_bantable()) < mg_bantable_capacity(mg_shm_bantable())) {
             mg_follow_rebuild(f);
         }
     }

@@ -42,15 +42,15 @@ APLOG_USE_MODULE(mailguard);
 /* What mod_remoteip's directives say in one scope (the main server or
  * one <VirtualHost>). */
 typedef struct mg_remoteip_scope {
-    const char *header;        /* RemoteIPHeader, NULL when not set here */
-    mg_cidrset_t *proxies;     /* NULL when no proxy directive here */
+    const char *header;    /* RemoteIPHeader, NULL when not set here */
+    mg_cidrset_t *proxies; /* NULL when no proxy directive here */
 } mg_remoteip_scope_t;
 
 /* One server's effective settings, resolved as mod_remoteip merges them. */
 typedef struct mg_proxy_server {
     const server_rec *s;
-    const char *header;        /* NULL: mod_remoteip reads no header here */
-    const mg_cidrset_t *proxies;   /* NULL: every peer is trusted */
+    const char *header;          /* NULL: mod_remoteip reads no header here */
+    const mg_cidrset_t *proxies; /* NULL: every peer is trusted */
 } mg_proxy_server_t;
 
 /* Built in the parent by post_config, read by the children it forks. */
@@ -174,8 +174,8 @@ apr_status_t mg_proxy_post_config(apr_pool_t *pconf, server_rec *s)
         const mg_remoteip_scope_t *vsc = NULL;
 
         if (v != s && v->defn_name != NULL) {
-            vsc = apr_hash_get(vhosts, apr_psprintf(pconf, "%s:%d", v->defn_name,
-                                                    v->defn_line_number),
+            vsc = apr_hash_get(vhosts,
+                               apr_psprintf(pconf, "%s:%d", v->defn_name, v->defn_line_number),
                                APR_HASH_KEY_STRING);
         }
         e->s = v;

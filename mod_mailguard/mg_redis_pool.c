@@ -39,8 +39,8 @@ APLOG_USE_MODULE(mailguard);
  * within MG_SLOW_WINDOW: one slow call (Redis busy with someone else's
  * long command, a CPU-starved box) is not an outage, a Redis that stopped
  * answering is. */
-#define MG_SLOW_STREAK   3
-#define MG_SLOW_WINDOW   apr_time_from_msec(2000)
+#define MG_SLOW_STREAK 3
+#define MG_SLOW_WINDOW apr_time_from_msec(2000)
 
 typedef struct mg_slot {
     mg_store_t *st;
@@ -232,7 +232,8 @@ void mg_breaker_report(server_rec *s, int ok, const char *why)
             mg_store_url_redacted(url, where, sizeof(where));
             ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s,
                          "MG0031: Redis at %s is reachable again: failures are recorded "
-                         "there and bans made meanwhile are written back", where);
+                         "there and bans made meanwhile are written back",
+                         where);
         }
         return;
     }
@@ -241,6 +242,7 @@ void mg_breaker_report(server_rec *s, int ok, const char *why)
         mg_store_url_redacted(url, where, sizeof(where));
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
                      "MG0032: Redis at %s is unreachable (%s): failures are counted "
-                     "locally, known bans stay enforced", where, why ? why : "error");
+                     "locally, known bans stay enforced",
+                     where, why ? why : "error");
     }
 }

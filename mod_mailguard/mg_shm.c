@@ -31,8 +31,8 @@
 
 APLOG_USE_MODULE(mailguard);
 
-#define MG_SHM_MAGIC   0x4d475348u  /* "MGSH" */
-#define MG_SHM_VERSION 3u   /* 2: change-log position; 3: failure queue, token */
+#define MG_SHM_MAGIC   0x4d475348u /* "MGSH" */
+#define MG_SHM_VERSION 3u          /* 2: change-log position; 3: failure queue, token */
 #define MG_SHM_KEY     "mod_mailguard_shm"
 #define MG_SHM_ALIGN   64
 /* Local windows: addresses counted while Redis is away (LRU beyond
@@ -41,7 +41,7 @@ APLOG_USE_MODULE(mailguard);
 #define MG_WIN_QUEUE   4096
 /* Failures waiting for Redis (a timeout, an outage): at a few hundred a
  * second, a minute's worth. */
-#define MG_FAIL_QUEUE  16384
+#define MG_FAIL_QUEUE 16384
 
 typedef struct mg_shm_hdr {
     apr_uint32_t magic;
@@ -53,10 +53,10 @@ typedef struct mg_shm_hdr {
     apr_uint64_t bt_off, bt_size;
     apr_uint64_t lw_off, lw_size;
     apr_uint64_t fq_off, fq_size;
-    apr_uint64_t rq_off;        /* recently counted failures: same size as fq */
+    apr_uint64_t rq_off; /* recently counted failures: same size as fq */
     apr_uint32_t fq_cap;
     apr_uint32_t pad2;
-    apr_uint64_t token;         /* random: this server's failure identities */
+    apr_uint64_t token; /* random: this server's failure identities */
     apr_uint64_t total;
     mg_stats_t stats;
     mg_shm_pos_t pos;
@@ -113,8 +113,8 @@ static mg_shm_hdr_t *mg_shm_hdr(apr_shm_t *shm)
 
 static apr_size_t mg_shm_usable(apr_shm_t *shm)
 {
-    return apr_shm_size_get(shm) - (apr_size_t)((char *)mg_shm_hdr(shm)
-                                                - (char *)apr_shm_baseaddr_get(shm));
+    return apr_shm_size_get(shm)
+           - (apr_size_t)((char *)mg_shm_hdr(shm) - (char *)apr_shm_baseaddr_get(shm));
 }
 
 static void *mg_at(mg_shm_hdr_t *h, apr_uint64_t off)
@@ -146,7 +146,8 @@ static int mg_shm_format(mg_shm_hdr_t *h, apr_uint32_t capacity, mg_shm_hdr_t *o
      * only touched (and allocated) as bans arrive. */
     if (mg_bantable_init_zeroed(mg_at(h, h->bt_off), (size_t)h->bt_size, capacity) == NULL
         || mg_localwin_init(mg_at(h, h->lw_off), (size_t)h->lw_size, h->win_entries,
-                            h->win_queue) == NULL
+                            h->win_queue)
+               == NULL
         || mg_fqueue_init(mg_at(h, h->fq_off), (size_t)h->fq_size, h->fq_cap) == NULL
         || mg_fqueue_init(mg_at(h, h->rq_off), (size_t)h->fq_size, h->fq_cap) == NULL) {
         return -1;
@@ -158,16 +159,15 @@ static int mg_shm_format(mg_shm_hdr_t *h, apr_uint32_t capacity, mg_shm_hdr_t *o
         h->token = (apr_uint64_t)apr_time_now() ^ ((apr_uint64_t)getpid() << 40);
     }
     if (old != NULL && old->magic == MG_SHM_MAGIC && old->version == MG_SHM_VERSION) {
-        mg_bantable_t *obt = mg_bantable_attach(mg_at(old, old->bt_off),
-                                                (size_t)old->bt_size, old->capacity);
-        mg_localwin_t *olw = mg_localwin_attach(mg_at(old, old->lw_off),
-                                                (size_t)old->lw_size, old->win_entries,
-                                                old->win_queue);
+        mg_bantable_t *obt =
+            mg_bantable_attach(mg_at(old, old->bt_off), (size_t)old->bt_size, old->capacity);
+        mg_localwin_t *olw = mg_localwin_attach(mg_at(old, old->lw_off), (size_t)old->lw_size,
+                                                old->win_entries, old->win_queue);
         if (obt != NULL) {
             mg_bantable_copy(mg_at(h, h->bt_off), obt, (int64_t)apr_time_sec(apr_time_now()));
         }
-        mg_fqueue_t *ofq = mg_fqueue_attach(mg_at(old, old->fq_off), (size_t)old->fq_size,
-                                            old->fq_cap);
+        mg_fqueue_t *ofq =
+            mg_fqueue_attach(mg_at(old, old->fq_off), (size_t)old->fq_size, old->fq_cap);
         if (olw != NULL) {
             mg_pending_ban_t pb;
             while (mg_localwin_pop_ban(olw, &pb)) {
@@ -199,15 +199,15 @@ static int mg_shm_reattach(mg_shm_hdr_t *h, apr_size_t size, apr_uint32_t capaci
 
     memset(&want, 0, sizeof(want));
     mg_layout(&want, capacity);
-    if (h->magic != MG_SHM_MAGIC || h->version != MG_SHM_VERSION
-        || h->capacity != capacity || h->total != want.total || size < want.total
-        || h->bt_off != want.bt_off || h->lw_off != want.lw_off || h->fq_off != want.fq_off
-        || h->rq_off != want.rq_off) {
+    if (h->magic != MG_SHM_MAGIC || h->version != MG_SHM_VERSION || h->capacity != capacity
+        || h->total != want.total || size < want.total || h->bt_off != want.bt_off
+        || h->lw_off != want.lw_off || h->fq_off != want.fq_off || h->rq_off != want.rq_off) {
         return -1;
     }
     if (mg_bantable_attach(mg_at(h, h->bt_off), (size_t)h->bt_size, capacity) == NULL
         || mg_localwin_attach(mg_at(h, h->lw_off), (size_t)h->lw_size, h->win_entries,
-                              h->win_queue) == NULL
+                              h->win_queue)
+               == NULL
         || mg_fqueue_attach(mg_at(h, h->fq_off), (size_t)h->fq_size, h->fq_cap) == NULL
         || mg_fqueue_attach(mg_at(h, h->rq_off), (size_t)h->fq_size, h->fq_cap) == NULL) {
         return -1;
@@ -238,8 +238,8 @@ apr_status_t mg_shm_post_config(apr_pool_t *pconf, server_rec *s)
         apr_pool_userdata_set(keep, MG_SHM_KEY, apr_pool_cleanup_null, pproc);
     }
     if (keep->mutex == NULL) {
-        rv = ap_global_mutex_create(&keep->mutex, &keep->lockfile, MG_MUTEX_TYPE, NULL,
-                                    s, pproc, 0);
+        rv = ap_global_mutex_create(&keep->mutex, &keep->lockfile, MG_MUTEX_TYPE, NULL, s,
+                                    pproc, 0);
         if (rv != APR_SUCCESS) {
             ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
                          "MG0001: cannot create the " MG_MUTEX_TYPE " mutex");
@@ -276,8 +276,8 @@ apr_status_t mg_shm_post_config(apr_pool_t *pconf, server_rec *s)
             apr_shm_destroy(fresh);
             return rv;
         }
-        if (mg_shm_format(mg_shm_hdr(fresh), capacity,
-                          keep->shm ? mg_shm_hdr(keep->shm) : NULL) != 0) {
+        if (mg_shm_format(mg_shm_hdr(fresh), capacity, keep->shm ? mg_shm_hdr(keep->shm) : NULL)
+            != 0) {
             apr_global_mutex_unlock(keep->mutex);
             ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
                          "MG0005: cannot lay out the ban table in shared memory");

@@ -22,33 +22,33 @@
 #define MG_MUTEX_TYPE "mailguard-shm"
 
 typedef struct mg_stats {
-    apr_uint64_t denied;          /* requests refused because of a ban */
-    apr_uint64_t fail_seen;       /* failed logins classified */
-    apr_uint64_t fail_redis;      /* ... recorded in Redis */
-    apr_uint64_t fail_local;      /* ... recorded in the local windows */
-    apr_uint64_t fail_ignored;    /* ... not counted: ignore list, bad address */
-    apr_uint64_t successes;       /* successful logins classified */
-    apr_uint64_t bans_made;       /* bans this server made (Redis or local) */
-    apr_uint64_t events;          /* ban/unban messages applied */
-    apr_uint64_t syncs;           /* full resyncs committed */
-    apr_uint64_t sync_errors;     /* resyncs that failed */
-    apr_uint64_t not_mirrored;    /* bans dropped because the table was full */
-    apr_int64_t last_sync;        /* Unix seconds of the last resync, 0 = never */
-    apr_uint32_t redis_down;      /* breaker: 1 while Redis is unreachable */
-    apr_uint32_t sync_leader;     /* pid of the process running the sync job */
-    apr_int64_t redis_retry_at;   /* breaker: apr_time_t of the next probe */
-    apr_uint64_t refused;         /* changes from Redis refused (prefix too wide, not ours) */
-    apr_uint64_t live_in_redis;   /* live bans in Redis at the sync job's last check */
-    apr_uint32_t in_step;         /* 1 while the mirror follows the change log */
+    apr_uint64_t denied;        /* requests refused because of a ban */
+    apr_uint64_t fail_seen;     /* failed logins classified */
+    apr_uint64_t fail_redis;    /* ... recorded in Redis */
+    apr_uint64_t fail_local;    /* ... recorded in the local windows */
+    apr_uint64_t fail_ignored;  /* ... not counted: ignore list, bad address */
+    apr_uint64_t successes;     /* successful logins classified */
+    apr_uint64_t bans_made;     /* bans this server made (Redis or local) */
+    apr_uint64_t events;        /* ban/unban messages applied */
+    apr_uint64_t syncs;         /* full resyncs committed */
+    apr_uint64_t sync_errors;   /* resyncs that failed */
+    apr_uint64_t not_mirrored;  /* bans dropped because the table was full */
+    apr_int64_t last_sync;      /* Unix seconds of the last resync, 0 = never */
+    apr_uint32_t redis_down;    /* breaker: 1 while Redis is unreachable */
+    apr_uint32_t sync_leader;   /* pid of the process running the sync job */
+    apr_int64_t redis_retry_at; /* breaker: apr_time_t of the next probe */
+    apr_uint64_t refused;       /* changes from Redis refused (prefix too wide, not ours) */
+    apr_uint64_t live_in_redis; /* live bans in Redis at the sync job's last check */
+    apr_uint32_t in_step;       /* 1 while the mirror follows the change log */
     apr_uint32_t pad;
     apr_uint64_t fail_unattributable; /* failures through a trusted proxy that
                                        * named no usable client address */
-    apr_uint64_t fail_queued;     /* failures queued for Redis (timeout, outage) */
-    apr_uint64_t fail_dropped;    /* queued failures lost: queue full, or too old */
-    apr_uint64_t fail_duplicate;  /* failures Redis had already counted */
-    apr_uint32_t slow_streak;     /* breaker: consecutive timed-out calls */
+    apr_uint64_t fail_queued;         /* failures queued for Redis (timeout, outage) */
+    apr_uint64_t fail_dropped;        /* queued failures lost: queue full, or too old */
+    apr_uint64_t fail_duplicate;      /* failures Redis had already counted */
+    apr_uint32_t slow_streak;         /* breaker: consecutive timed-out calls */
     apr_uint32_t pad3;
-    apr_int64_t slow_since;       /* breaker: apr_time_t of the streak's first */
+    apr_int64_t slow_since; /* breaker: apr_time_t of the streak's first */
 } mg_stats_t;
 
 /*
@@ -61,7 +61,7 @@ typedef struct mg_shm_pos {
     apr_uint32_t valid;
     apr_uint32_t pad;
     apr_uint64_t seq;
-    apr_uint64_t origin;          /* which Redis and prefix (mg_mirror.c) */
+    apr_uint64_t origin; /* which Redis and prefix (mg_mirror.c) */
     char id[48];
 } mg_shm_pos_t;
 
@@ -97,8 +97,7 @@ static inline void mg_flag_set(apr_uint32_t *flag, apr_uint32_t v)
 /* 1 when *flag held expect and now holds v. */
 static inline int mg_flag_swap(apr_uint32_t *flag, apr_uint32_t expect, apr_uint32_t v)
 {
-    return __atomic_compare_exchange_n(flag, &expect, v, 0, __ATOMIC_ACQ_REL,
-                                       __ATOMIC_ACQUIRE);
+    return __atomic_compare_exchange_n(flag, &expect, v, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
 }
 
 static inline apr_uint32_t mg_flag_add(apr_uint32_t *flag, apr_uint32_t d)

@@ -36,11 +36,11 @@ typedef enum mg_mtype {
  * page. */
 typedef enum mg_vkind {
     MG_V_ABSENT = 0,
-    MG_V_UINT,      /* a number, the same on both pages */
+    MG_V_UINT, /* a number, the same on both pages */
     MG_V_INT,
-    MG_V_INFO,      /* text; Prometheus: 1, with the text as the label's value */
-    MG_V_STATE,     /* one of states[]; Prometheus: 1 for it and 0 for the others */
-    MG_V_TIME       /* Unix seconds, 0 = never; plain: UTC time or "never" */
+    MG_V_INFO,  /* text; Prometheus: 1, with the text as the label's value */
+    MG_V_STATE, /* one of states[]; Prometheus: 1 for it and 0 for the others */
+    MG_V_TIME   /* Unix seconds, 0 = never; plain: UTC time or "never" */
 } mg_vkind_t;
 
 typedef struct mg_val {
@@ -99,93 +99,90 @@ static mg_val_t mg_v_absent(void)
  * where (the Redis URL, password as ***), redis_state, last (the sync
  * job's last check, Unix seconds, 0 = never) and now.
  */
-#define MG_STATUS_FIELDS(X)                                                                 \
-    X("Redis", "mailguard_redis_info", MG_GAUGE, mg_v_info("url", where),                   \
-      "The Redis server this httpd uses (password shown as ***); always 1.")                \
-    X("RedisState", "mailguard_redis_state", MG_GAUGE,                                      \
-      mg_v_state("state", redis_state, mg_redis_states),                                    \
-      "1 for the state of Redis as the circuit breaker sees it: up, down (unreachable: "    \
-      "failures are counted locally), none (MailGuardRedis none).")                         \
-    X("BansMirrored", "mailguard_bans_mirrored", MG_GAUGE, mg_v_uint(mg_bantable_count(bt)), \
-      "Bans held in this server's shared-memory mirror.")                                   \
-    X("BanTableSize", "mailguard_ban_table_size", MG_GAUGE,                                 \
+#define MG_STATUS_FIELDS(X)                                                                   \
+    X("Redis", "mailguard_redis_info", MG_GAUGE, mg_v_info("url", where),                     \
+      "The Redis server this httpd uses (password shown as ***); always 1.")                  \
+    X("RedisState", "mailguard_redis_state", MG_GAUGE,                                        \
+      mg_v_state("state", redis_state, mg_redis_states),                                      \
+      "1 for the state of Redis as the circuit breaker sees it: up, down (unreachable: "      \
+      "failures are counted locally), none (MailGuardRedis none).")                           \
+    X("BansMirrored", "mailguard_bans_mirrored", MG_GAUGE, mg_v_uint(mg_bantable_count(bt)),  \
+      "Bans held in this server's shared-memory mirror.")                                     \
+    X("BanTableSize", "mailguard_ban_table_size", MG_GAUGE,                                   \
       mg_v_uint(mg_bantable_capacity(bt)), "Capacity of the mirror (MailGuardBanTableSize).") \
-    X("Denied", "mailguard_denied_total", MG_COUNTER, mg_v_uint(mg_stat_get(&st->denied)),   \
-      "Requests refused because the client is banned (this server, every virtual host).")    \
-    X("FailuresSeen", "mailguard_failures_seen_total", MG_COUNTER,                          \
-      mg_v_uint(mg_stat_get(&st->fail_seen)),                                               \
-      "Failed logins recognised (this server, every jail).")                                \
-    X("FailuresRecorded", "mailguard_failures_recorded_total", MG_COUNTER,                  \
-      mg_v_uint(mg_stat_get(&st->fail_redis)), "Failed logins recorded in Redis.")          \
-    X("FailuresLocal", "mailguard_failures_local_total", MG_COUNTER,                        \
-      mg_v_uint(mg_stat_get(&st->fail_local)),                                              \
-      "Failed logins counted in the local windows while Redis was unavailable.")            \
-    X("FailuresIgnored", "mailguard_failures_ignored_total", MG_COUNTER,                    \
-      mg_v_uint(mg_stat_get(&st->fail_ignored)),                                            \
-      "Failed logins not counted: address in MailGuardIgnoreIP, or not usable.")            \
-    X("FailuresUnattributable", "mailguard_failures_unattributable_total", MG_COUNTER,      \
-      mg_v_uint(mg_stat_get(&st->fail_unattributable)),                                     \
-      "Failed logins not counted: a trusted proxy named no usable client address.")         \
-    X("FailuresQueued", "mailguard_failures_queued_total", MG_COUNTER,                      \
-      mg_v_uint(mg_stat_get(&st->fail_queued)),                                             \
-      "Failed logins queued for Redis (a call that timed out, an outage) and sent later.")  \
-    X("FailuresDuplicate", "mailguard_failures_duplicate_total", MG_COUNTER,                \
-      mg_v_uint(mg_stat_get(&st->fail_duplicate)),                                          \
-      "Failed logins Redis had already counted (sent again after a timeout): not twice.")   \
-    X("FailuresDropped", "mailguard_failures_dropped_total", MG_COUNTER,                    \
-      mg_v_uint(mg_stat_get(&st->fail_dropped)),                                            \
-      "Queued failed logins lost: the queue was full, or they were older than findtime.")   \
-    X("QueuedFailures", "mailguard_queued_failures", MG_GAUGE,                              \
-      mg_v_uint(mg_fqueue_count(mg_shm_fqueue())),                                          \
-      "Failed logins waiting in the queue for Redis.")                                      \
-    X("Successes", "mailguard_login_successes_total", MG_COUNTER,                           \
-      mg_v_uint(mg_stat_get(&st->successes)), "Successful logins recognised.")              \
-    X("BansMade", "mailguard_bans_made_total", MG_COUNTER,                                  \
-      mg_v_uint(mg_stat_get(&st->bans_made)),                                               \
-      "Bans this server made (in Redis, or locally while Redis was unavailable).")          \
-    X("PendingBans", "mailguard_pending_bans", MG_GAUGE, mg_v_uint(pending),                \
-      "Bans made locally that wait to be written to Redis.")                                \
-    X("NotMirrored", "mailguard_bans_not_mirrored", MG_GAUGE,                               \
-      mg_v_uint(mg_stat_get(&st->not_mirrored)),                                            \
-      "Live bans in Redis the full mirror does not hold.")                                  \
-    X("LiveInRedis", "mailguard_bans_live_in_redis", MG_GAUGE,                              \
-      mg_v_uint(mg_stat_get(&st->live_in_redis)),                                           \
-      "Live bans in Redis at the sync job's last check.")                                   \
-    X("BansEvicted", "mailguard_bans_evicted_total", MG_COUNTER,                            \
-      mg_v_uint(mg_bantable_evicted(bt)),                                                   \
-      "Bans dropped from the full mirror to make room for longer ones.")                    \
-    X("InStep", "mailguard_in_step", MG_GAUGE,                                              \
-      mg_v_uint(mg_flag_get(&st->in_step)),                           \
-      "1 while the mirror follows Redis's change log, 0 during a snapshot or an outage.")   \
-    X("EventsApplied", "mailguard_changes_applied_total", MG_COUNTER,                       \
-      mg_v_uint(mg_stat_get(&st->events)), "Changes from the change log applied to the mirror.") \
-    X("ChangesRefused", "mailguard_changes_refused_total", MG_COUNTER,                      \
-      mg_v_uint(mg_stat_get(&st->refused)),                                                 \
-      "Changes or members from Redis refused (not an address, or a prefix too wide).")      \
-    X("Syncs", "mailguard_snapshots_total", MG_COUNTER, mg_v_uint(mg_stat_get(&st->syncs)), \
-      "Whole-set reads of the ban set committed.")                                          \
-    X("SyncErrors", "mailguard_sync_errors_total", MG_COUNTER,                              \
-      mg_v_uint(mg_stat_get(&st->sync_errors)), "Redis calls of the sync job that failed.") \
-    X("LastSync", "mailguard_last_sync_timestamp_seconds", MG_GAUGE, mg_v_time(last),       \
-      "Unix time of the sync job's last check of the change log (0: never).")               \
-    X("LastSyncAge", "mailguard_last_sync_age_seconds", MG_GAUGE,                           \
-      last > 0 ? mg_v_int(now - last) : mg_v_absent(),                                     \
-      "Seconds since the sync job's last check of the change log (absent: never).")         \
-    X("SyncPid", "mailguard_sync_pid", MG_GAUGE,                                            \
-      mg_v_uint(mg_flag_get(&st->sync_leader)),                       \
+    X("Denied", "mailguard_denied_total", MG_COUNTER, mg_v_uint(mg_stat_get(&st->denied)),    \
+      "Requests refused because the client is banned (this server, every virtual host).")     \
+    X("FailuresSeen", "mailguard_failures_seen_total", MG_COUNTER,                            \
+      mg_v_uint(mg_stat_get(&st->fail_seen)),                                                 \
+      "Failed logins recognised (this server, every jail).")                                  \
+    X("FailuresRecorded", "mailguard_failures_recorded_total", MG_COUNTER,                    \
+      mg_v_uint(mg_stat_get(&st->fail_redis)), "Failed logins recorded in Redis.")            \
+    X("FailuresLocal", "mailguard_failures_local_total", MG_COUNTER,                          \
+      mg_v_uint(mg_stat_get(&st->fail_local)),                                                \
+      "Failed logins counted in the local windows while Redis was unavailable.")              \
+    X("FailuresIgnored", "mailguard_failures_ignored_total", MG_COUNTER,                      \
+      mg_v_uint(mg_stat_get(&st->fail_ignored)),                                              \
+      "Failed logins not counted: address in MailGuardIgnoreIP, or not usable.")              \
+    X("FailuresUnattributable", "mailguard_failures_unattributable_total", MG_COUNTER,        \
+      mg_v_uint(mg_stat_get(&st->fail_unattributable)),                                       \
+      "Failed logins not counted: a trusted proxy named no usable client address.")           \
+    X("FailuresQueued", "mailguard_failures_queued_total", MG_COUNTER,                        \
+      mg_v_uint(mg_stat_get(&st->fail_queued)),                                               \
+      "Failed logins queued for Redis (a call that timed out, an outage) and sent later.")    \
+    X("FailuresDuplicate", "mailguard_failures_duplicate_total", MG_COUNTER,                  \
+      mg_v_uint(mg_stat_get(&st->fail_duplicate)),                                            \
+      "Failed logins Redis had already counted (sent again after a timeout): not twice.")     \
+    X("FailuresDropped", "mailguard_failures_dropped_total", MG_COUNTER,                      \
+      mg_v_uint(mg_stat_get(&st->fail_dropped)),                                              \
+      "Queued failed logins lost: the queue was full, or they were older than findtime.")     \
+    X("QueuedFailures", "mailguard_queued_failures", MG_GAUGE,                                \
+      mg_v_uint(mg_fqueue_count(mg_shm_fqueue())),                                            \
+      "Failed logins waiting in the queue for Redis.")                                        \
+    X("Successes", "mailguard_login_successes_total", MG_COUNTER,                             \
+      mg_v_uint(mg_stat_get(&st->successes)), "Successful logins recognised.")                \
+    X("BansMade", "mailguard_bans_made_total", MG_COUNTER,                                    \
+      mg_v_uint(mg_stat_get(&st->bans_made)),                                                 \
+      "Bans this server made (in Redis, or locally while Redis was unavailable).")            \
+    X("PendingBans", "mailguard_pending_bans", MG_GAUGE, mg_v_uint(pending),                  \
+      "Bans made locally that wait to be written to Redis.")                                  \
+    X("NotMirrored", "mailguard_bans_not_mirrored", MG_GAUGE,                                 \
+      mg_v_uint(mg_stat_get(&st->not_mirrored)),                                              \
+      "Live bans in Redis the full mirror does not hold.")                                    \
+    X("LiveInRedis", "mailguard_bans_live_in_redis", MG_GAUGE,                                \
+      mg_v_uint(mg_stat_get(&st->live_in_redis)),                                             \
+      "Live bans in Redis at the sync job's last check.")                                     \
+    X("BansEvicted", "mailguard_bans_evicted_total", MG_COUNTER,                              \
+      mg_v_uint(mg_bantable_evicted(bt)),                                                     \
+      "Bans dropped from the full mirror to make room for longer ones.")                      \
+    X("InStep", "mailguard_in_step", MG_GAUGE, mg_v_uint(mg_flag_get(&st->in_step)),          \
+      "1 while the mirror follows Redis's change log, 0 during a snapshot or an outage.")     \
+    X("EventsApplied", "mailguard_changes_applied_total", MG_COUNTER,                         \
+      mg_v_uint(mg_stat_get(&st->events)),                                                    \
+      "Changes from the change log applied to the mirror.")                                   \
+    X("ChangesRefused", "mailguard_changes_refused_total", MG_COUNTER,                        \
+      mg_v_uint(mg_stat_get(&st->refused)),                                                   \
+      "Changes or members from Redis refused (not an address, or a prefix too wide).")        \
+    X("Syncs", "mailguard_snapshots_total", MG_COUNTER, mg_v_uint(mg_stat_get(&st->syncs)),   \
+      "Whole-set reads of the ban set committed.")                                            \
+    X("SyncErrors", "mailguard_sync_errors_total", MG_COUNTER,                                \
+      mg_v_uint(mg_stat_get(&st->sync_errors)), "Redis calls of the sync job that failed.")   \
+    X("LastSync", "mailguard_last_sync_timestamp_seconds", MG_GAUGE, mg_v_time(last),         \
+      "Unix time of the sync job's last check of the change log (0: never).")                 \
+    X("LastSyncAge", "mailguard_last_sync_age_seconds", MG_GAUGE,                             \
+      last > 0 ? mg_v_int(now - last) : mg_v_absent(),                                        \
+      "Seconds since the sync job's last check of the change log (absent: never).")           \
+    X("SyncPid", "mailguard_sync_pid", MG_GAUGE, mg_v_uint(mg_flag_get(&st->sync_leader)),    \
       "Process id of the sync job (0: none running).")
 
 typedef struct mg_field {
-    const char *key;        /* plain page */
-    const char *family;     /* Prometheus */
+    const char *key;    /* plain page */
+    const char *family; /* Prometheus */
     mg_mtype_t type;
     const char *help;
 } mg_field_t;
 
 #define MG_FIELD_ROW(key, family, type, value, help) { key, family, type, help },
-static const mg_field_t mg_fields[] = {
-    MG_STATUS_FIELDS(MG_FIELD_ROW)
-};
+static const mg_field_t mg_fields[] = { MG_STATUS_FIELDS(MG_FIELD_ROW) };
 #undef MG_FIELD_ROW
 
 #define MG_NFIELDS (sizeof(mg_fields) / sizeof(mg_fields[0]))
@@ -294,8 +291,7 @@ static void mg_prom_samples(request_rec *r, const char *name, const mg_val_t *v)
     case MG_V_STATE:
         /* every state, so a graph or an alert never sees a series vanish */
         for (const char *const *s = v->states; *s != NULL; s++) {
-            ap_rprintf(r, "%s{%s=\"%s\"} %d\n", name, v->label, *s,
-                       strcmp(*s, v->text) == 0);
+            ap_rprintf(r, "%s{%s=\"%s\"} %d\n", name, v->label, *s, strcmp(*s, v->text) == 0);
         }
         break;
     }

@@ -63,11 +63,11 @@
 
 APLOG_USE_MODULE(mailguard);
 
-#define MG_SYNC_CONNECT_MS  500
-#define MG_SYNC_COMMAND_MS  1000
+#define MG_SYNC_CONNECT_MS 500
+#define MG_SYNC_COMMAND_MS 1000
 /* Longest wait for a change: bounds how long a stop takes. */
-#define MG_SYNC_WAIT_MS     200
-#define MG_SYNC_RETRY       apr_time_from_sec(1)
+#define MG_SYNC_WAIT_MS 200
+#define MG_SYNC_RETRY   apr_time_from_sec(1)
 /* A job that ran less than this before dying waits before its successor
  * starts: 1 s, doubling up to the cap.  Bounds a crash loop to one fork
  * per MG_SYNC_BACKOFF_MAX seconds. */
@@ -76,20 +76,20 @@ APLOG_USE_MODULE(mailguard);
 /* How long the parent waits for the job to leave after SIGTERM: longer
  * than its slowest step (a Redis command timeout), short enough not to
  * hold up a restart. */
-#define MG_SYNC_STOP_WAIT   apr_time_from_sec(5)
+#define MG_SYNC_STOP_WAIT apr_time_from_sec(5)
 /* How long a cold start waits for the first read of the ban set. */
-#define MG_SYNC_START_WAIT  apr_time_from_sec(10)
+#define MG_SYNC_START_WAIT apr_time_from_sec(10)
 
 static struct {
     /* parent */
     server_rec *s;
     apr_pool_t *pconf;
     apr_proc_t proc;
-    pid_t owner;            /* the process that forked the job */
-    int running;            /* proc is a live child not yet reaped */
-    int registered;         /* proc is on APR's other-child list */
-    int delay;              /* seconds the next job waits before it starts */
-    apr_time_t began;       /* when the current job's loop began */
+    pid_t owner;      /* the process that forked the job */
+    int running;      /* proc is a live child not yet reaped */
+    int registered;   /* proc is on APR's other-child list */
+    int delay;        /* seconds the next job waits before it starts */
+    apr_time_t began; /* when the current job's loop began */
     /* sync process */
     pid_t parent;
     int stop;
@@ -232,7 +232,7 @@ static void mg_sync_child(server_rec *s, pid_t parent, int delay)
     prctl(PR_SET_PDEATHSIG, SIGTERM);
 #endif
     if (getppid() != parent) {
-        _exit(0);   /* the parent died before the death signal was set */
+        _exit(0); /* the parent died before the death signal was set */
     }
     ap_close_listeners();
     if (apr_pool_create(&p, NULL) != APR_SUCCESS) {
@@ -309,7 +309,7 @@ static void mg_sync_maint(int reason, void *data, apr_wait_t status)
         return;
     }
     if (reason != APR_OC_REASON_DEATH && reason != APR_OC_REASON_LOST) {
-        return;   /* RUNNING, RESTART: the pconf cleanup stops it */
+        return; /* RUNNING, RESTART: the pconf cleanup stops it */
     }
     mg_sync.running = 0;
     mg_sync_unregister();
@@ -330,14 +330,16 @@ static void mg_sync_maint(int reason, void *data, apr_wait_t status)
     if (reason == APR_OC_REASON_LOST) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, mg_sync.s,
                      "MG0074: lost track of the sync process %ld: starting another "
-                     "in %d s", (long)pid, mg_sync.delay);
+                     "in %d s",
+                     (long)pid, mg_sync.delay);
     }
     else {
         /* The MPM hands over APR's exit code, which is the exit status or
          * the signal number: it cannot tell which. */
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, mg_sync.s,
                      "MG0074: the sync process %ld ended (exit status or signal %d): "
-                     "starting another in %d s", (long)pid, (int)status, mg_sync.delay);
+                     "starting another in %d s",
+                     (long)pid, (int)status, mg_sync.delay);
     }
     mg_sync_fork();
 }
@@ -367,7 +369,7 @@ static apr_status_t mg_sync_stop(void *data)
     for (;;) {
         got = waitpid(pid, &status, WNOHANG);
         if (got == pid || (got < 0 && errno != EINTR)) {
-            break;   /* gone, or already reaped */
+            break; /* gone, or already reaped */
         }
         if (apr_time_now() >= deadline) {
             ap_log_error(APLOG_MARK, APLOG_WARNING, 0, mg_sync.s,
@@ -405,15 +407,13 @@ static void mg_sync_wait_first(server_rec *s)
     while (apr_time_now() < until && mg_sync.running) {
         /* (a job that died early is left to the MPM to reap and replace:
          * this wait just runs out) */
-        if (mg_flag_get(&st->in_step)
-            || mg_stat_get(&st->sync_errors) != errors0) {
+        if (mg_flag_get(&st->in_step) || mg_stat_get(&st->sync_errors) != errors0) {
             break;
         }
         apr_sleep(apr_time_from_msec(10));
     }
     ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, "MG0078: first read of the ban set %s",
-                 mg_flag_get(&st->in_step) ? "done before serving"
-                                                                 : "still going: serving");
+                 mg_flag_get(&st->in_step) ? "done before serving" : "still going: serving");
 }
 
 apr_status_t mg_sync_post_config(apr_pool_t *pconf, server_rec *s)

@@ -124,8 +124,8 @@ static mg_outcome_t mg_classify(const request_rec *q, const mg_dir_conf_t *d, in
     return out;
 }
 
-static void mg_log_ban(request_rec *r, const mg_addr_t *key, const char *jail,
-                       unsigned count, apr_int64_t expiry)
+static void mg_log_ban(request_rec *r, const mg_addr_t *key, const char *jail, unsigned count,
+                       apr_int64_t expiry)
 {
     char addr[MG_ADDR_STRLEN];
     char until[32];
@@ -143,8 +143,9 @@ static void mg_failure_id(char id[MG_FAILURE_IDLEN])
     static apr_uint64_t seq;
     apr_uint64_t n = __atomic_add_fetch(&seq, 1, __ATOMIC_RELAXED);
 
-    apr_snprintf(id, MG_FAILURE_IDLEN, "w%016" APR_UINT64_T_HEX_FMT "-%" APR_PID_T_FMT
-                 "-%" APR_UINT64_T_HEX_FMT, mg_shm_token(), getpid(), n);
+    apr_snprintf(id, MG_FAILURE_IDLEN,
+                 "w%016" APR_UINT64_T_HEX_FMT "-%" APR_PID_T_FMT "-%" APR_UINT64_T_HEX_FMT,
+                 mg_shm_token(), getpid(), n);
 }
 
 /* Redis could not take the failure now: queue it for the sync process to
@@ -153,8 +154,7 @@ static void mg_failure_id(char id[MG_FAILURE_IDLEN])
  * no I/O inside.  A ban made here is mirrored at once and queued for
  * Redis. */
 static void mg_record_later(request_rec *r, const mg_dir_conf_t *d, const mg_addr_t *key,
-                            const mg_policy_t *pol, apr_time_t now, const char *id,
-                            int local)
+                            const mg_policy_t *pol, apr_time_t now, const char *id, int local)
 {
     mg_stats_t *stats = mg_shm_stats();
     mg_record_result_t res;
@@ -246,7 +246,8 @@ static void mg_record_failure(request_rec *r, const mg_dir_conf_t *d)
         mg_stat_inc(&stats->fail_unattributable);
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
                       "MG0054: failed login through proxy %s not counted: no usable "
-                      "client address in its forwarding header", r->useragent_ip);
+                      "client address in its forwarding header",
+                      r->useragent_ip);
         return;
     }
     if (r->useragent_ip == NULL || mg_addr_parse(r->useragent_ip, &client, &why) != 0) {
@@ -288,8 +289,7 @@ static void mg_record_failure(request_rec *r, const mg_dir_conf_t *d)
     if (rc != 0) {
         /* Slow (the call may still run): only the queue, whose resend is a
          * duplicate if it did.  Gone: the local window decides too. */
-        mg_record_later(r, d, &key, &pol, now, id,
-                        !slow || mg_breaker_open());
+        mg_record_later(r, d, &key, &pol, now, id, !slow || mg_breaker_open());
         return;
     }
     if (res.duplicate) {

@@ -44,8 +44,7 @@ static int mg_pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)
     return mg_shm_pre_config(pconf) == APR_SUCCESS ? OK : HTTP_INTERNAL_SERVER_ERROR;
 }
 
-static int mg_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
-                          server_rec *s)
+static int mg_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, server_rec *s)
 {
     (void)plog;
     (void)ptemp;
@@ -115,9 +114,9 @@ static void mg_register_hooks(apr_pool_t *p)
 
 AP_DECLARE_MODULE(mailguard) = {
     STANDARD20_MODULE_STUFF,
-    mg_create_dir_conf,   /* per-directory: server, vhost, <Directory>, <Location> */
+    mg_create_dir_conf, /* per-directory: server, vhost, <Directory>, <Location> */
     mg_merge_dir_conf,
-    mg_create_srv_conf,   /* per-server: MailGuardIPv6Prefix and the global settings */
+    mg_create_srv_conf, /* per-server: MailGuardIPv6Prefix and the global settings */
     mg_merge_srv_conf,
     mg_cmds,
     mg_register_hooks,

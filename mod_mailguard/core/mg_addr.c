@@ -24,9 +24,7 @@
  * characters) plus a "%zone" of up to 16 characters, plus "/128". */
 #define MG_ADDR_INPUT_MAX 70
 
-static const uint8_t mg_v4mapped_prefix[12] = {
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff
-};
+static const uint8_t mg_v4mapped_prefix[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
 
 int mg_addr_is_v4(const mg_addr_t *a)
 {
@@ -452,8 +450,8 @@ size_t mg_addr_format(const mg_addr_t *a, char *buf, size_t size)
     int v4 = mg_addr_is_v4(a);
 
     if (v4) {
-        n = (size_t)snprintf(tmp, sizeof(tmp), "%u.%u.%u.%u",
-                             a->a[12], a->a[13], a->a[14], a->a[15]);
+        n = (size_t)snprintf(tmp, sizeof(tmp), "%u.%u.%u.%u", a->a[12], a->a[13], a->a[14],
+                             a->a[15]);
     }
     else {
         n = mg_format_v6(a->a, tmp);
@@ -593,8 +591,7 @@ int mg_cidrset_add_addr(mg_cidrset_t *set, const mg_addr_t *net)
         if (!nk) {
             if (g->n == 0) {
                 /* Leave no empty group behind: the set is unchanged. */
-                memmove(g, g + 1, (set->ngroups - (size_t)(g - set->groups) - 1)
-                        * sizeof(*g));
+                memmove(g, g + 1, (set->ngroups - (size_t)(g - set->groups) - 1) * sizeof(*g));
                 set->ngroups--;
             }
             return -1;

@@ -23,8 +23,8 @@
 #define MG_ADDR_STRLEN 64
 
 typedef struct mg_addr {
-    uint8_t a[16];   /* network order; IPv4 as ::ffff:a.b.c.d, host bits beyond plen are zero */
-    uint8_t plen;    /* 1..128 in the 128-bit space; 128 = one host.  0 is never valid */
+    uint8_t a[16]; /* network order; IPv4 as ::ffff:a.b.c.d, host bits beyond plen are zero */
+    uint8_t plen;  /* 1..128 in the 128-bit space; 128 = one host.  0 is never valid */
 } mg_addr_t;
 
 /* True for IPv4 (stored as mapped). */

@@ -83,8 +83,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MG_BT_MAGIC   0x4e42474dU   /* "MGBN" */
-#define MG_BT_VERSION 3U   /* 2: presence filters; 3: eviction state */
+#define MG_BT_MAGIC   0x4e42474dU /* "MGBN" */
+#define MG_BT_VERSION 3U          /* 2: presence filters; 3: eviction state */
 #define MG_BT_CAP_MAX (1U << 28)
 #define MG_BT_SPIN    4096
 #define MG_BT_FLIPS   64
@@ -99,22 +99,26 @@
  * unbanned lookup within its instruction budget. */
 #define MG_BT_INLINE static inline __attribute__((always_inline))
 
-enum { MG_SLOT_EMPTY = 0, MG_SLOT_USED = 1, MG_SLOT_TOMB = 2 };
+enum {
+    MG_SLOT_EMPTY = 0,
+    MG_SLOT_USED = 1,
+    MG_SLOT_TOMB = 2
+};
 
 typedef struct mg_bt_slot {
-    uint32_t seq;      /* odd while the writer is inside */
-    uint32_t tag;      /* state | plen << 8 */
-    uint64_t k[2];     /* address as two big-endian words, host bits zero */
+    uint32_t seq;  /* odd while the writer is inside */
+    uint32_t tag;  /* state | plen << 8 */
+    uint64_t k[2]; /* address as two big-endian words, host bits zero */
     int64_t expiry;
 } mg_bt_slot_t;
 
 typedef struct mg_bt_meta {
-    uint64_t v4bits;        /* bit n: an IPv4 entry of family prefix n (0..32) */
-    uint64_t v6bits[3];     /* bit n: an IPv6 entry of prefix n (0..128) */
-    uint32_t used;          /* USED slots (readers may peek, relaxed) */
-    uint32_t tombs;         /* writer only */
-    uint32_t dirty;         /* writer only: a slot was written since the last clear */
-    uint32_t per_len[2][129];  /* writer only: entries per [v4?][plen] */
+    uint64_t v4bits;          /* bit n: an IPv4 entry of family prefix n (0..32) */
+    uint64_t v6bits[3];       /* bit n: an IPv6 entry of prefix n (0..128) */
+    uint32_t used;            /* USED slots (readers may peek, relaxed) */
+    uint32_t tombs;           /* writer only */
+    uint32_t dirty;           /* writer only: a slot was written since the last clear */
+    uint32_t per_len[2][129]; /* writer only: entries per [v4?][plen] */
 } mg_bt_meta_t;
 
 struct mg_bantable {
@@ -217,7 +221,8 @@ static void mg_put_be64(uint8_t *p, uint64_t v)
 }
 
 /* The prefix (128-bit space) of k0:k1 as two masked words. */
-MG_BT_INLINE void mg_bt_mask(uint64_t k0, uint64_t k1, unsigned plen, uint64_t *m0, uint64_t *m1)
+MG_BT_INLINE void mg_bt_mask(uint64_t k0, uint64_t k1, unsigned plen, uint64_t *m0,
+                             uint64_t *m1)
 {
     if (plen >= 128) {
         *m0 = k0;
@@ -300,8 +305,7 @@ static int mg_bt_read(const mg_bt_slot_t *s, mg_bt_view_t *v)
 }
 
 /* Writer (single, caller-serialised). */
-static void mg_bt_write(mg_bt_slot_t *s, uint32_t tag, uint64_t k0, uint64_t k1,
-                        int64_t expiry)
+static void mg_bt_write(mg_bt_slot_t *s, uint32_t tag, uint64_t k0, uint64_t k1, int64_t expiry)
 {
     uint32_t seq = __atomic_load_n(&s->seq, __ATOMIC_RELAXED);
 
@@ -434,8 +438,8 @@ static long mg_bt_find_w(mg_bantable_t *t, unsigned which, const mg_bt_key_t *k,
  * "maybe" (h is the key's hash): 1 with the expiry when the key is there
  * (expired or not), 0 when the probe meets an empty slot.
  */
-MG_BT_INLINE int mg_bt_find_r(const mg_bantable_t *t, unsigned which, uint64_t h,
-                              uint64_t k0, uint64_t k1, unsigned plen, int64_t *expiry)
+MG_BT_INLINE int mg_bt_find_r(const mg_bantable_t *t, unsigned which, uint64_t h, uint64_t k0,
+                              uint64_t k1, unsigned plen, int64_t *expiry)
 {
     const mg_bt_slot_t *tab = mg_bt_table(t, which);
     uint32_t mask = t->nslots - 1;
@@ -512,7 +516,7 @@ static void mg_bt_clear(mg_bantable_t *t, unsigned which)
         mg_bt_release(filt, nw * 8, &lo, &hi);
         for (w = 0; w < nw; w++) {
             if (w * 8 >= lo && w * 8 + 8 <= hi) {
-                w = hi / 8 - 1;     /* released: zero already */
+                w = hi / 8 - 1; /* released: zero already */
                 continue;
             }
             __atomic_store_n(&filt[w], 0, __ATOMIC_RELAXED);
@@ -527,7 +531,7 @@ static void mg_bt_clear(mg_bantable_t *t, unsigned which)
     m->tombs = 0;
     memset(m->per_len, 0, sizeof(m->per_len));
     if (!m->dirty) {
-        return;     /* never written since it was last cleared: all empty */
+        return; /* never written since it was last cleared: all empty */
     }
     mg_bt_release(tab, (size_t)t->nslots * sizeof(*tab), &lo, &hi);
     for (i = 0; i < t->nslots; i++) {
@@ -585,8 +589,8 @@ static int mg_bt_evict(mg_bantable_t *t, unsigned which, int64_t expiry)
  * after the insert (the probe-length guarantee).  Returns 0, or -1 when
  * the table holds capacity entries or is too crowded to insert.
  */
-static int mg_bt_insert(mg_bantable_t *t, unsigned which, const mg_bt_key_t *k,
-                        int64_t expiry, uint32_t max_fill)
+static int mg_bt_insert(mg_bantable_t *t, unsigned which, const mg_bt_key_t *k, int64_t expiry,
+                        uint32_t max_fill)
 {
     mg_bt_meta_t *m = &t->meta[which];
     mg_bt_slot_t *tab = mg_bt_table(t, which);
@@ -743,9 +747,9 @@ mg_bantable_t *mg_bantable_attach(void *mem, size_t size, uint32_t capacity)
     if (!mg_bt_region_ok(mem, size, capacity)) {
         return NULL;
     }
-    if (t->magic != MG_BT_MAGIC || t->version != MG_BT_VERSION
-        || t->capacity != capacity || t->nslots != mg_bt_nslots(capacity)
-        || t->size != mg_bantable_size(capacity) || t->slots_off != mg_bt_header_size()
+    if (t->magic != MG_BT_MAGIC || t->version != MG_BT_VERSION || t->capacity != capacity
+        || t->nslots != mg_bt_nslots(capacity) || t->size != mg_bantable_size(capacity)
+        || t->slots_off != mg_bt_header_size()
         || t->filter_off[0] != t->slots_off + 2 * (uint64_t)t->nslots * sizeof(mg_bt_slot_t)
         || t->filter_off[1] != t->filter_off[0] + mg_bt_filter_bytes(t->nslots)
         || t->filter_shift != mg_bt_filter_shift(t->nslots)) {
@@ -811,20 +815,20 @@ static __attribute__((noinline)) int mg_bt_lookup_full(const mg_bantable_t *t, u
 
         /* Only lengths present in the client's family, longest first. */
         if (v4) {
-            found = mg_bt_scan(t, which, filt, k0, k1,
-                               __atomic_load_n(&m->v4bits, __ATOMIC_ACQUIRE), 96, cplen, now,
-                               &exp);
+            found =
+                mg_bt_scan(t, which, filt, k0, k1,
+                           __atomic_load_n(&m->v4bits, __ATOMIC_ACQUIRE), 96, cplen, now, &exp);
         }
         else {
             found = mg_bt_scan(t, which, filt, k0, k1,
                                __atomic_load_n(&m->v6bits[2], __ATOMIC_ACQUIRE), 128, cplen,
                                now, &exp)
-                 || mg_bt_scan(t, which, filt, k0, k1,
-                               __atomic_load_n(&m->v6bits[1], __ATOMIC_ACQUIRE), 64, cplen,
-                               now, &exp)
-                 || mg_bt_scan(t, which, filt, k0, k1,
-                               __atomic_load_n(&m->v6bits[0], __ATOMIC_ACQUIRE), 0, cplen,
-                               now, &exp);
+                    || mg_bt_scan(t, which, filt, k0, k1,
+                                  __atomic_load_n(&m->v6bits[1], __ATOMIC_ACQUIRE), 64, cplen,
+                                  now, &exp)
+                    || mg_bt_scan(t, which, filt, k0, k1,
+                                  __atomic_load_n(&m->v6bits[0], __ATOMIC_ACQUIRE), 0, cplen,
+                                  now, &exp);
         }
         __atomic_thread_fence(__ATOMIC_ACQUIRE);
         if (__atomic_load_n(&t->flip, __ATOMIC_RELAXED) == f1) {
@@ -859,19 +863,19 @@ MG_BT_INLINE int mg_bt_filter_any(const mg_bantable_t *t, const uint64_t *filt, 
     return 0;
 }
 
-static __attribute__((noinline)) int mg_bt_filter_any_v6(const mg_bantable_t *t,
-                                                         unsigned which, uint64_t k0,
-                                                         uint64_t k1, unsigned cplen)
+static __attribute__((noinline)) int mg_bt_filter_any_v6(const mg_bantable_t *t, unsigned which,
+                                                         uint64_t k0, uint64_t k1,
+                                                         unsigned cplen)
 {
     const mg_bt_meta_t *m = &t->meta[which];
     const uint64_t *filt = mg_bt_filter(t, which);
 
     return mg_bt_filter_any(t, filt, k0, k1, __atomic_load_n(&m->v6bits[2], __ATOMIC_ACQUIRE),
                             128, cplen)
-        || mg_bt_filter_any(t, filt, k0, k1, __atomic_load_n(&m->v6bits[1], __ATOMIC_ACQUIRE),
-                            64, cplen)
-        || mg_bt_filter_any(t, filt, k0, k1, __atomic_load_n(&m->v6bits[0], __ATOMIC_ACQUIRE),
-                            0, cplen);
+           || mg_bt_filter_any(t, filt, k0, k1,
+                               __atomic_load_n(&m->v6bits[1], __ATOMIC_ACQUIRE), 64, cplen)
+           || mg_bt_filter_any(t, filt, k0, k1,
+                               __atomic_load_n(&m->v6bits[0], __ATOMIC_ACQUIRE), 0, cplen);
 }
 
 /*
@@ -881,10 +885,9 @@ static __attribute__((noinline)) int mg_bt_filter_any_v6(const mg_bantable_t *t,
  * Anything else (a "maybe", a flip) takes the full lookup, which starts
  * over on its own.
  */
-static __attribute__((noinline)) int mg_bt_lookup_filtered(const mg_bantable_t *t,
-                                                           uint64_t k0, uint64_t k1,
-                                                           unsigned cplen, int64_t now,
-                                                           int64_t *expiry)
+static __attribute__((noinline)) int mg_bt_lookup_filtered(const mg_bantable_t *t, uint64_t k0,
+                                                           uint64_t k1, unsigned cplen,
+                                                           int64_t now, int64_t *expiry)
 {
     int v4 = mg_bt_is_v4(k0, k1, cplen);
     uint32_t f1 = __atomic_load_n(&t->flip, __ATOMIC_ACQUIRE);
@@ -893,8 +896,8 @@ static __attribute__((noinline)) int mg_bt_lookup_filtered(const mg_bantable_t *
 
     if (v4) {
         maybe = mg_bt_filter_any(t, mg_bt_filter(t, which), k0, k1,
-                                 __atomic_load_n(&t->meta[which].v4bits, __ATOMIC_ACQUIRE),
-                                 96, cplen);
+                                 __atomic_load_n(&t->meta[which].v4bits, __ATOMIC_ACQUIRE), 96,
+                                 cplen);
     }
     else {
         maybe = mg_bt_filter_any_v6(t, which, k0, k1, cplen);
@@ -913,8 +916,8 @@ static __attribute__((noinline)) int mg_bt_lookup_filtered(const mg_bantable_t *
  * and its filter bit decides without the bitmap walk.  Every other shape
  * goes through mg_bt_lookup_filtered(), which also covers this one.
  */
-int mg_bantable_lookup(const mg_bantable_t *t, const mg_addr_t *client,
-                       int64_t now, int64_t *expiry)
+int mg_bantable_lookup(const mg_bantable_t *t, const mg_addr_t *client, int64_t now,
+                       int64_t *expiry)
 {
     uint64_t k0 = mg_be64(client->a), k1 = mg_be64(client->a + 8);
 
@@ -1052,8 +1055,8 @@ uint32_t mg_bantable_capacity(const mg_bantable_t *t)
     return t->capacity;
 }
 
-void mg_bantable_foreach(const mg_bantable_t *t, int64_t now,
-                         mg_bantable_visit_fn fn, void *baton)
+void mg_bantable_foreach(const mg_bantable_t *t, int64_t now, mg_bantable_visit_fn fn,
+                         void *baton)
 {
     const mg_bt_slot_t *tab = mg_bt_table(t, mg_bt_live(t));
     uint32_t i;

@@ -54,8 +54,8 @@ size_t mg_bantable_copy(mg_bantable_t *dst, const mg_bantable_t *src, int64_t no
  * Lock-free read.  Is client (a host address, plen 128) banned at now?
  * Returns 1 and the expiry of the matching entry, 0 when not.
  */
-int mg_bantable_lookup(const mg_bantable_t *t, const mg_addr_t *client,
-                       int64_t now, int64_t *expiry);
+int mg_bantable_lookup(const mg_bantable_t *t, const mg_addr_t *client, int64_t now,
+                       int64_t *expiry);
 
 /* Writers (caller holds the writer lock). */
 /* Insert or update; keeps the later expiry.  A full table makes room by
@@ -90,7 +90,7 @@ uint32_t mg_bantable_capacity(const mg_bantable_t *t);
 
 /* Visit every live (unexpired) entry; stops early when fn returns non-zero. */
 typedef int (*mg_bantable_visit_fn)(void *baton, const mg_addr_t *key, int64_t expiry);
-void mg_bantable_foreach(const mg_bantable_t *t, int64_t now,
-                         mg_bantable_visit_fn fn, void *baton);
+void mg_bantable_foreach(const mg_bantable_t *t, int64_t now, mg_bantable_visit_fn fn,
+                         void *baton);
 
 #endif

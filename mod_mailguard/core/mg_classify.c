@@ -46,8 +46,7 @@ static int mg_qnext(mg_qcur_t *c)
     if (ch == '+') {
         return ' ';
     }
-    if (ch == '%' && c->end - c->p >= 2 && mg_hexval(c->p[0]) >= 0
-        && mg_hexval(c->p[1]) >= 0) {
+    if (ch == '%' && c->end - c->p >= 2 && mg_hexval(c->p[0]) >= 0 && mg_hexval(c->p[1]) >= 0) {
         int v = mg_hexval(c->p[0]) * 16 + mg_hexval(c->p[1]);
         c->p += 2;
         return v;
@@ -177,8 +176,8 @@ static int mg_task_value_is_login(const char *v, size_t n)
     int ch;
 
     while ((ch = mg_qnext(&c)) >= 0) {
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')
-              || (ch >= '0' && ch <= '9') || ch == '_' || ch == '-')) {
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9')
+              || ch == '_' || ch == '-')) {
             continue;
         }
         if (ch >= 'A' && ch <= 'Z') {

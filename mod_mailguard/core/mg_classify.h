@@ -34,19 +34,19 @@
 #include <stddef.h>
 
 typedef enum mg_outcome {
-    MG_OUTCOME_NONE = 0,   /* not a login, or not a password check */
-    MG_OUTCOME_FAILURE,    /* a password was checked and rejected */
-    MG_OUTCOME_SUCCESS     /* a login that went through */
+    MG_OUTCOME_NONE = 0, /* not a login, or not a password check */
+    MG_OUTCOME_FAILURE,  /* a password was checked and rejected */
+    MG_OUTCOME_SUCCESS   /* a login that went through */
 } mg_outcome_t;
 
 /* One finished request, as the application saw it. */
 typedef struct mg_login_req {
-    const char *method;    /* "POST", ...: the method the application ran with */
-    const char *path;      /* decoded path of the script: no PATH_INFO */
+    const char *method; /* "POST", ...: the method the application ran with */
+    const char *path;   /* decoded path of the script: no PATH_INFO */
     size_t path_len;
-    const char *uri;       /* decoded path with PATH_INFO (NULL: same as path) */
-    const char *query;     /* raw query string, NULL when there is none */
-    int status;            /* final status of the response */
+    const char *uri;   /* decoded path with PATH_INFO (NULL: same as path) */
+    const char *query; /* raw query string, NULL when there is none */
+    int status;        /* final status of the response */
 } mg_login_req_t;
 
 /* MailGuardWatch roundcube (1.4.1 and later). */
@@ -74,9 +74,9 @@ int mg_classify_rule(const char *method, const void *re, const int *status, int 
 int mg_query_has_var(const char *query, const char *name);
 
 typedef enum mg_task {
-    MG_TASK_ABSENT = 0,    /* the query names no _task */
-    MG_TASK_LOGIN,         /* its last _task is "login" once Roundcube cleans it */
-    MG_TASK_OTHER          /* its last _task is something else */
+    MG_TASK_ABSENT = 0, /* the query names no _task */
+    MG_TASK_LOGIN,      /* its last _task is "login" once Roundcube cleans it */
+    MG_TASK_OTHER       /* its last _task is something else */
 } mg_task_t;
 
 /* The Roundcube task the query string names (the last _task wins, as in

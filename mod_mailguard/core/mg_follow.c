@@ -24,8 +24,8 @@
 #include "mg_rules.h"
 
 /* Changes taken per XREAD; pruned members per prune call, calls per check. */
-#define MG_FOLLOW_READ_COUNT 1000
-#define MG_FOLLOW_PRUNE 1000
+#define MG_FOLLOW_READ_COUNT  1000
+#define MG_FOLLOW_PRUNE       1000
 #define MG_FOLLOW_PRUNE_CALLS 8
 /* Longest back-off between snapshots the consumer keeps failing. */
 #define MG_FOLLOW_BACKOFF_MAX_MS 60000
@@ -41,24 +41,24 @@ struct mg_follow {
     int have_pos;
     /* connection */
     int up;
-    int64_t retry_at;       /* monotonic ms */
-    int64_t next_check;     /* monotonic ms */
+    int64_t retry_at;   /* monotonic ms */
+    int64_t next_check; /* monotonic ms */
     /* snapshot in progress */
     int snapping;
     mg_follow_why_t why;
     uint64_t cursor;
     uint64_t snap_bans;
-    uint64_t snap_unusable;     /* members of this snapshot not handed on */
+    uint64_t snap_unusable; /* members of this snapshot not handed on */
     int64_t snap_t0;
-    int pending_snap;       /* a snapshot is due (set while reading changes) */
+    int pending_snap; /* a snapshot is due (set while reading changes) */
     mg_follow_why_t pending_why;
-    int64_t snap_not_before;    /* monotonic ms: back-off after the consumer failed */
-    int stop_batch;             /* a snapshot became due during this read */
-    unsigned snap_failures;     /* consecutive snapshots the consumer gave up */
-    mg_ban_t *page;         /* scratch for one page */
+    int64_t snap_not_before; /* monotonic ms: back-off after the consumer failed */
+    int stop_batch;          /* a snapshot became due during this read */
+    unsigned snap_failures;  /* consecutive snapshots the consumer gave up */
+    mg_ban_t *page;          /* scratch for one page */
     size_t npage, cappage;
     int refused_noted;
-    int card_seen;          /* P card existed at a check: its loss is data loss */
+    int card_seen; /* P card existed at a check: its loss is data loss */
     mg_follow_stats_t stats;
 };
 
@@ -313,8 +313,8 @@ static int read_log(mg_follow_t *f, int block_ms)
     unsigned n = 0;
 
     f->stop_batch = 0;
-    if (mg_store_log_read(f->st, f->last_id, block_ms, MG_FOLLOW_READ_COUNT, take_change, f,
-                          &n) != 0)
+    if (mg_store_log_read(f->st, f->last_id, block_ms, MG_FOLLOW_READ_COUNT, take_change, f, &n)
+        != 0)
         return -1;
     return 0;
 }
@@ -383,7 +383,8 @@ static int snapshot_step(mg_follow_t *f)
 
     f->npage = 0;
     if (mg_store_scan(f->st, &f->cursor, f->cfg.page, (int64_t)time(NULL), page_add, f,
-                      &skipped) != 0)
+                      &skipped)
+        != 0)
         return -1;
     f->stats.skipped += skipped;
     f->snap_unusable += skipped;
@@ -397,7 +398,7 @@ static int snapshot_step(mg_follow_t *f)
     if (read_log(f, 0) != 0)
         return -1;
     if (f->pending_snap)
-        return 0;   /* started over at the next step */
+        return 0; /* started over at the next step */
     if (f->cursor != 0)
         return 0;
     f->snapping = 0;
@@ -445,7 +446,7 @@ static int check(mg_follow_t *f)
     }
     /* Otherwise the next XREAD tells whether the log still holds the
      * change after ours: its number must be ours + 1. */
-    f->card_seen = 1;       /* it exists from here on: set below if missing */
+    f->card_seen = 1; /* it exists from here on: set below if missing */
     if (ls.card != (int64_t)ls.zcard) {
         int announced = 0;
         if (mg_store_resync(f->st, 0, &announced) != 0)

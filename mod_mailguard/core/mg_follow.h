@@ -44,25 +44,25 @@
 
 typedef struct mg_ban {
     mg_addr_t key;
-    int64_t expiry;     /* Unix seconds, MG_EXPIRY_NEVER = permanent */
+    int64_t expiry; /* Unix seconds, MG_EXPIRY_NEVER = permanent */
 } mg_ban_t;
 
 /* Why a snapshot starts. */
 typedef enum mg_follow_why {
-    MG_SNAP_START,      /* no position yet */
-    MG_SNAP_GAP,        /* the log no longer holds what was missed */
-    MG_SNAP_RESYNC,     /* a hand edit, or `dbmail_tap resync` */
-    MG_SNAP_LOST,       /* Redis lost data: keep what the copy has */
-    MG_SNAP_REBUILD     /* the consumer asked (its copy may be wrong) */
+    MG_SNAP_START,  /* no position yet */
+    MG_SNAP_GAP,    /* the log no longer holds what was missed */
+    MG_SNAP_RESYNC, /* a hand edit, or `dbmail_tap resync` */
+    MG_SNAP_LOST,   /* Redis lost data: keep what the copy has */
+    MG_SNAP_REBUILD /* the consumer asked (its copy may be wrong) */
 } mg_follow_why_t;
 
 typedef enum mg_follow_note {
-    MG_NOTE_UP,             /* detail: NULL */
-    MG_NOTE_DOWN,           /* detail: the store's error */
-    MG_NOTE_SNAP_BEGIN,     /* detail: why (text) */
-    MG_NOTE_SNAP_DONE,      /* detail: "N bans in M ms" */
-    MG_NOTE_REFUSED,        /* detail: the refused change (first one per snapshot/follow period) */
-    MG_NOTE_HAND_EDIT       /* detail: NULL */
+    MG_NOTE_UP,         /* detail: NULL */
+    MG_NOTE_DOWN,       /* detail: the store's error */
+    MG_NOTE_SNAP_BEGIN, /* detail: why (text) */
+    MG_NOTE_SNAP_DONE,  /* detail: "N bans in M ms" */
+    MG_NOTE_REFUSED,    /* detail: the refused change (first one per snapshot/follow period) */
+    MG_NOTE_HAND_EDIT   /* detail: NULL */
 } mg_follow_note_t;
 
 typedef struct mg_follow_ops {
@@ -83,32 +83,32 @@ typedef struct mg_follow_ops {
 } mg_follow_ops_t;
 
 typedef struct mg_follow_cfg {
-    mg_store_cfg_t store;   /* command timeout must exceed block_ms */
-    int block_ms;           /* longest XREAD wait (default 500) */
-    int check_ms;           /* between checks (default 2500) */
-    int retry_ms;           /* between reconnect attempts (default 1000) */
-    unsigned page;          /* members per ZSCAN page (default 500) */
-    unsigned min_plen4;     /* widest IPv4 prefix accepted (default 16) */
-    unsigned min_plen6;     /* widest IPv6 prefix accepted (default 32) */
+    mg_store_cfg_t store; /* command timeout must exceed block_ms */
+    int block_ms;         /* longest XREAD wait (default 500) */
+    int check_ms;         /* between checks (default 2500) */
+    int retry_ms;         /* between reconnect attempts (default 1000) */
+    unsigned page;        /* members per ZSCAN page (default 500) */
+    unsigned min_plen4;   /* widest IPv4 prefix accepted (default 16) */
+    unsigned min_plen6;   /* widest IPv6 prefix accepted (default 32) */
 } mg_follow_cfg_t;
 
 typedef struct mg_follow_stats {
-    uint64_t applied;       /* changes handed to apply() */
-    uint64_t refused;       /* changes and members refused */
-    uint64_t skipped;       /* members that are not addresses (hand-written) */
-    uint64_t snapshots;     /* snapshots committed */
-    uint64_t errors;        /* Redis calls that failed */
+    uint64_t applied;   /* changes handed to apply() */
+    uint64_t refused;   /* changes and members refused */
+    uint64_t skipped;   /* members that are not addresses (hand-written) */
+    uint64_t snapshots; /* snapshots committed */
+    uint64_t errors;    /* Redis calls that failed */
     uint64_t last_snapshot_bans;
     int64_t last_snapshot_ms;
-    uint64_t live;          /* live bans in Redis at the last check */
-    uint64_t live_seq;      /* the log's last sequence number then */
-    uint64_t seq;           /* the last sequence number applied */
-    uint64_t unusable;      /* of those, members known not to be applied
+    uint64_t live;      /* live bans in Redis at the last check */
+    uint64_t live_seq;  /* the log's last sequence number then */
+    uint64_t seq;       /* the last sequence number applied */
+    uint64_t unusable;  /* of those, members known not to be applied
                              * (not addresses, or refused): as of the last
                              * snapshot and the changes since */
-    int64_t last_check;     /* Unix seconds of the last successful check */
-    int up;                 /* 1 while in touch with Redis */
-    int in_step;            /* 1 when following (no snapshot in progress) */
+    int64_t last_check; /* Unix seconds of the last successful check */
+    int up;             /* 1 while in touch with Redis */
+    int in_step;        /* 1 when following (no snapshot in progress) */
 } mg_follow_stats_t;
 
 typedef struct mg_follow mg_follow_t;

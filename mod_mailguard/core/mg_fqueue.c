@@ -8,7 +8,7 @@
 
 #include <string.h>
 
-#define MG_FQ_MAGIC   0x5146474dU   /* "MGFQ" */
+#define MG_FQ_MAGIC   0x5146474dU /* "MGFQ" */
 #define MG_FQ_VERSION 1U
 #define MG_FQ_MAX     (1U << 24)
 
@@ -16,8 +16,8 @@ struct mg_fqueue {
     uint32_t magic;
     uint32_t version;
     uint32_t capacity;
-    uint32_t head;          /* oldest entry */
-    uint32_t count;         /* read unlocked by status pages: atomic loads/stores */
+    uint32_t head;  /* oldest entry */
+    uint32_t count; /* read unlocked by status pages: atomic loads/stores */
     uint32_t pad;
     uint64_t dropped;
     uint64_t ent_off;

@@ -28,7 +28,7 @@
 #include "mg_store.h"
 
 typedef struct mg_pending_failure {
-    mg_addr_t key;                  /* the ban key */
+    mg_addr_t key; /* the ban key */
     int64_t time_ms;
     mg_policy_t policy;
     char jail[MG_JAIL_BUF];

@@ -37,10 +37,10 @@
 
 #include <string.h>
 
-#define MG_LW_MAGIC   0x4e574c4dU   /* "MLWN" */
-#define MG_LW_VERSION 1U
-#define MG_LW_PROBE   16U
-#define MG_LW_MAX     (1U << 24)
+#define MG_LW_MAGIC       0x4e574c4dU /* "MLWN" */
+#define MG_LW_VERSION     1U
+#define MG_LW_PROBE       16U
+#define MG_LW_MAX         (1U << 24)
 #define MG_LW_HISTORY_MIN ((int64_t)30 * 86400)
 
 typedef struct mg_lw_entry {
@@ -48,12 +48,12 @@ typedef struct mg_lw_entry {
     uint8_t key[16];
     uint8_t plen;
     uint8_t used;
-    uint8_t n;                  /* timestamps in ts[0..n-1], any order */
+    uint8_t n; /* timestamps in ts[0..n-1], any order */
     uint8_t pad;
-    uint32_t bans;              /* local ban history */
-    int64_t last_touch;         /* newest failure seen: eviction order */
-    int64_t last_ban;           /* when the last local ban was made */
-    int64_t banned_until;       /* expiry of that ban */
+    uint32_t bans;        /* local ban history */
+    int64_t last_touch;   /* newest failure seen: eviction order */
+    int64_t last_ban;     /* when the last local ban was made */
+    int64_t banned_until; /* expiry of that ban */
     int64_t ts[MG_LOCALWIN_MAXRETRY];
 } mg_lw_entry_t;
 
@@ -65,12 +65,12 @@ struct mg_localwin {
     uint64_t size;
     uint64_t ent_off;
     uint64_t q_off;
-    uint32_t q_head;            /* oldest pending ban */
+    uint32_t q_head; /* oldest pending ban */
     uint32_t q_count;
-    uint32_t used;              /* entries in use */
+    uint32_t used; /* entries in use */
     uint32_t pad;
-    uint64_t evicted;           /* entries replaced while in use */
-    uint64_t dropped;           /* pending bans pushed out of a full queue */
+    uint64_t evicted; /* entries replaced while in use */
+    uint64_t dropped; /* pending bans pushed out of a full queue */
 };
 
 static size_t mg_lw_header_size(void)
@@ -200,8 +200,8 @@ claim:
     return victim;
 }
 
-int mg_localwin_record(mg_localwin_t *w, const char *jail, const mg_addr_t *key,
-                       int64_t now, const mg_policy_t *pol, mg_record_result_t *res)
+int mg_localwin_record(mg_localwin_t *w, const char *jail, const mg_addr_t *key, int64_t now,
+                       const mg_policy_t *pol, mg_record_result_t *res)
 {
     mg_lw_entry_t *e;
     int64_t cutoff, keep;
@@ -222,8 +222,9 @@ int mg_localwin_record(mg_localwin_t *w, const char *jail, const mg_addr_t *key,
         e->last_touch = now;
     }
 
-    keep = pol->maxtime > INT64_MAX / 2 ? INT64_MAX
-           : pol->maxtime > MG_LW_HISTORY_MIN / 2 ? pol->maxtime * 2 : MG_LW_HISTORY_MIN;
+    keep = pol->maxtime > INT64_MAX / 2           ? INT64_MAX
+           : pol->maxtime > MG_LW_HISTORY_MIN / 2 ? pol->maxtime * 2
+                                                  : MG_LW_HISTORY_MIN;
     if (e->bans && now - e->last_ban > keep) {
         e->bans = 0;
     }
@@ -316,8 +317,7 @@ uint32_t mg_localwin_pending(const mg_localwin_t *w)
     return w ? w->q_count : 0;
 }
 
-void mg_localwin_foreach_pending(const mg_localwin_t *w, mg_localwin_pending_fn fn,
-                                 void *baton)
+void mg_localwin_foreach_pending(const mg_localwin_t *w, mg_localwin_pending_fn fn, void *baton)
 {
     const mg_pending_ban_t *q;
     uint32_t i;

@@ -32,8 +32,8 @@ mg_localwin_t *mg_localwin_init(void *mem, size_t size, uint32_t entries, uint32
 mg_localwin_t *mg_localwin_attach(void *mem, size_t size, uint32_t entries, uint32_t queue);
 
 /* Record one failure of key (already the ban key) for jail at now. */
-int mg_localwin_record(mg_localwin_t *w, const char *jail, const mg_addr_t *key,
-                       int64_t now, const mg_policy_t *pol, mg_record_result_t *res);
+int mg_localwin_record(mg_localwin_t *w, const char *jail, const mg_addr_t *key, int64_t now,
+                       const mg_policy_t *pol, mg_record_result_t *res);
 
 typedef struct mg_pending_ban {
     mg_addr_t key;

@@ -16,12 +16,18 @@ static const char *mg_why_dummy;
 static int64_t mg_unit_seconds(char c)
 {
     switch (tolower((unsigned char)c)) {
-    case 's': return 1;
-    case 'm': return 60;
-    case 'h': return 3600;
-    case 'd': return 86400;
-    case 'w': return 7 * 86400;
-    default:  return 0;
+    case 's':
+        return 1;
+    case 'm':
+        return 60;
+    case 'h':
+        return 3600;
+    case 'd':
+        return 86400;
+    case 'w':
+        return 7 * 86400;
+    default:
+        return 0;
     }
 }
 
@@ -88,9 +94,10 @@ int mg_duration_parse(const char *s, int64_t *secs, const char **why)
 
 char *mg_duration_format(int64_t secs, char *buf, size_t size)
 {
-    static const struct { int64_t len; char c; } units[] = {
-        { 7 * 86400, 'w' }, { 86400, 'd' }, { 3600, 'h' }, { 60, 'm' }, { 1, 's' }
-    };
+    static const struct {
+        int64_t len;
+        char c;
+    } units[] = { { 7 * 86400, 'w' }, { 86400, 'd' }, { 3600, 'h' }, { 60, 'm' }, { 1, 's' } };
     char tmp[64];
     size_t n = 0, i;
     uint64_t left;
@@ -114,8 +121,8 @@ char *mg_duration_format(int64_t secs, char *buf, size_t size)
             uint64_t q = left / (uint64_t)units[i].len;
 
             if (q) {
-                n += (size_t)snprintf(tmp + n, sizeof(tmp) - n, "%llu%c",
-                                      (unsigned long long)q, units[i].c);
+                n += (size_t)snprintf(tmp + n, sizeof(tmp) - n, "%llu%c", (unsigned long long)q,
+                                      units[i].c);
                 left -= q * (uint64_t)units[i].len;
             }
         }
@@ -178,8 +185,8 @@ int64_t mg_policy_ban_seconds(const mg_policy_t *p, unsigned prev_bans)
     return (int64_t)r;
 }
 
-int mg_parse_uint(const char *s, unsigned long min, unsigned long max,
-                  unsigned long *out, const char **why)
+int mg_parse_uint(const char *s, unsigned long min, unsigned long max, unsigned long *out,
+                  const char **why)
 {
     unsigned long v = 0;
     const char *p;

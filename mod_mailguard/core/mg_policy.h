@@ -30,12 +30,12 @@ char *mg_duration_format(int64_t secs, char *buf, size_t size);
 char *mg_time_format_utc(int64_t secs, char *buf, size_t size);
 
 typedef struct mg_policy {
-    unsigned maxretry;      /* failures within findtime that ban (>= 1) */
-    int64_t findtime;       /* seconds (>= 1) */
-    int64_t bantime;        /* seconds (>= 1) */
-    int increment;          /* bantime.increment */
-    double factor;          /* bantime.factor (>= 1) */
-    int64_t maxtime;        /* bantime.maxtime, seconds: cap of escalation */
+    unsigned maxretry; /* failures within findtime that ban (>= 1) */
+    int64_t findtime;  /* seconds (>= 1) */
+    int64_t bantime;   /* seconds (>= 1) */
+    int increment;     /* bantime.increment */
+    double factor;     /* bantime.factor (>= 1) */
+    int64_t maxtime;   /* bantime.maxtime, seconds: cap of escalation */
 } mg_policy_t;
 
 /* Expiry value of a permanent ban (the Redis score +inf). */
@@ -43,11 +43,12 @@ typedef struct mg_policy {
 
 /* What recording one failure did: the same fields from Redis and locally. */
 typedef struct mg_record_result {
-    unsigned count;     /* failures in the window including this one (= maxretry on a ban; the window is then cleared) */
-    int banned;         /* 1 when this failure made a ban */
-    int64_t expiry;     /* ban expiry (Unix seconds, MG_EXPIRY_NEVER) when banned */
-    unsigned bans;      /* history: bans of this address including this one */
-    int duplicate;      /* 1: this failure (its identity) was counted before:
+    unsigned
+        count; /* failures in the window including this one (= maxretry on a ban; the window is then cleared) */
+    int banned;     /* 1 when this failure made a ban */
+    int64_t expiry; /* ban expiry (Unix seconds, MG_EXPIRY_NEVER) when banned */
+    unsigned bans;  /* history: bans of this address including this one */
+    int duplicate;  /* 1: this failure (its identity) was counted before:
                            not counted again, no ban */
 } mg_record_result_t;
 
@@ -62,8 +63,8 @@ void mg_policy_defaults(mg_policy_t *p);
 int64_t mg_policy_ban_seconds(const mg_policy_t *p, unsigned prev_bans);
 
 /* Parse a strict unsigned decimal in [min,max]; -1 with *why otherwise. */
-int mg_parse_uint(const char *s, unsigned long min, unsigned long max,
-                  unsigned long *out, const char **why);
+int mg_parse_uint(const char *s, unsigned long min, unsigned long max, unsigned long *out,
+                  const char **why);
 
 /* Parse On/Off, true/false, yes/no, 1/0 (case-insensitive). */
 int mg_parse_bool(const char *s, int *out, const char **why);

@@ -12,12 +12,12 @@
 
 /* A jail name goes into Redis keys and space-separated event messages. */
 #define MG_JAIL_NAME_MAX 47
-#define MG_JAIL_BUF (MG_JAIL_NAME_MAX + 1)
+#define MG_JAIL_BUF      (MG_JAIL_NAME_MAX + 1)
 
 /* Generous bounds: a value outside them is a typo, not a wish. */
 #define MG_KEY_PREFIX_MAX 64
-#define MG_MAXRETRY_MAX 100000
-#define MG_FACTOR_MAX 1000.0
+#define MG_MAXRETRY_MAX   100000
+#define MG_FACTOR_MAX     1000.0
 
 /* IPv6 clients count and ban by this prefix. */
 #define MG_V6PREFIX_DEFAULT 64

@@ -52,8 +52,8 @@ int mg_store_record_failure(mg_store_t *st, const char *jail, const mg_addr_t *k
     len[MG_RECORD_HEAD + 2] = strlen(argv[MG_RECORD_HEAD + 2]);
     len[MG_RECORD_HEAD + 3] = (size_t)snprintf(now, sizeof(now), "%lld", (long long)now_ms);
     argv[MG_RECORD_HEAD + 3] = now;
-    len[MG_RECORD_HEAD + 4] = (size_t)snprintf(cut, sizeof(cut), "%lld",
-                                               (long long)(now_ms - pol->findtime * 1000));
+    len[MG_RECORD_HEAD + 4] =
+        (size_t)snprintf(cut, sizeof(cut), "%lld", (long long)(now_ms - pol->findtime * 1000));
     argv[MG_RECORD_HEAD + 4] = cut;
     r = mg_store_run_script(st, MG_SCRIPT_RECORD, MG_RECORD_HEAD + 5, argv, len);
     if (r == NULL)
@@ -193,8 +193,8 @@ end:
     return rc;
 }
 
-int mg_store_is_banned(mg_store_t *st, const mg_addr_t *key, int64_t now,
-                       int *banned, int64_t *expiry)
+int mg_store_is_banned(mg_store_t *st, const mg_addr_t *key, int64_t now, int *banned,
+                       int64_t *expiry)
 {
     const char *argv[6];
     size_t len[6];

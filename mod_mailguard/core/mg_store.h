@@ -38,9 +38,9 @@
 #include "mg_policy.h"
 #include "mg_rules.h"
 
-#define MG_STORE_DEFAULT_URL "redis://127.0.0.1:6379"
+#define MG_STORE_DEFAULT_URL    "redis://127.0.0.1:6379"
 #define MG_STORE_DEFAULT_PREFIX "mailguard:"
-#define MG_STORE_ERRLEN 256
+#define MG_STORE_ERRLEN         256
 
 /* A parsed Redis URL:
  *   redis://[[user]:password@]host[:port][/db]   (host may be [v6])
@@ -59,18 +59,18 @@ typedef struct mg_store_hostport {
 } mg_store_hostport_t;
 
 typedef struct mg_store_url {
-    char host[256];         /* empty for unix sockets and sentinels */
-    int port;               /* 6379 */
-    char path[108];         /* unix socket path, empty for TCP */
-    char user[128];         /* ACL user, may be empty */
-    char password[256];     /* may be empty; never printed */
-    int db;                 /* 0 */
+    char host[256];     /* empty for unix sockets and sentinels */
+    int port;           /* 6379 */
+    char path[108];     /* unix socket path, empty for TCP */
+    char user[128];     /* ACL user, may be empty */
+    char password[256]; /* may be empty; never printed */
+    int db;             /* 0 */
     /* Sentinel: the primary of master is asked of these at every connect */
-    int nsentinels;         /* 0: not Sentinel */
+    int nsentinels; /* 0: not Sentinel */
     mg_store_hostport_t sentinel[MG_STORE_SENTINELS_MAX];
     char master[128];
     char sentinel_user[128];
-    char sentinel_password[256];    /* never printed */
+    char sentinel_password[256]; /* never printed */
 } mg_store_url_t;
 
 /* -1 with a reason (which never contains the password) on a bad URL. */
@@ -80,9 +80,9 @@ void mg_store_url_redacted(const mg_store_url_t *u, char *buf, size_t size);
 
 typedef struct mg_store_cfg {
     mg_store_url_t url;
-    const char *prefix;          /* copied */
-    int connect_timeout_ms;      /* default 200 */
-    int command_timeout_ms;      /* default 200 */
+    const char *prefix;     /* copied */
+    int connect_timeout_ms; /* default 200 */
+    int command_timeout_ms; /* default 200 */
 } mg_store_cfg_t;
 
 typedef struct mg_store mg_store_t;
@@ -95,10 +95,10 @@ const char *mg_store_error(const mg_store_t *st);
 /* What kind of failure the last error was: callers tell a slow Redis from
  * one that is gone. */
 typedef enum mg_store_errkind {
-    MG_STORE_EOTHER = 1,    /* bad arguments, an unexpected reply */
-    MG_STORE_ETIMEOUT,      /* no answer in time: the call may still run in Redis */
-    MG_STORE_EDOWN,         /* cannot connect, or the connection broke */
-    MG_STORE_EREFUSED       /* Redis said no: OOM, READONLY, NOAUTH, WRONGPASS ... */
+    MG_STORE_EOTHER = 1, /* bad arguments, an unexpected reply */
+    MG_STORE_ETIMEOUT,   /* no answer in time: the call may still run in Redis */
+    MG_STORE_EDOWN,      /* cannot connect, or the connection broke */
+    MG_STORE_EREFUSED    /* Redis said no: OOM, READONLY, NOAUTH, WRONGPASS ... */
 } mg_store_errkind_t;
 mg_store_errkind_t mg_store_error_kind(const mg_store_t *st);
 /* 1 while a connection is open (after a successful call). */
@@ -142,8 +142,8 @@ int mg_store_record_failure(mg_store_t *st, const char *jail, const mg_addr_t *k
  * connection failed may have been recorded (with identities, sending them
  * again is harmless: they come back as duplicates).
  */
-int mg_store_record_failures(mg_store_t *st, const char *jail, const mg_policy_t *pol,
-                             size_t n, const mg_addr_t *keys, const int64_t *now_ms,
+int mg_store_record_failures(mg_store_t *st, const char *jail, const mg_policy_t *pol, size_t n,
+                             const mg_addr_t *keys, const int64_t *now_ms,
                              const char *const *ids, mg_record_result_t *res, size_t *done);
 
 /* Ban key until expiry (Unix s, MG_EXPIRY_NEVER = +inf); keeps a later
@@ -168,8 +168,8 @@ int mg_store_unban_all(mg_store_t *st, unsigned *count);
 typedef int (*mg_store_ban_fn)(void *baton, const mg_addr_t *key, int64_t expiry);
 
 /* *banned = 1 and *expiry when key itself is a live member. */
-int mg_store_is_banned(mg_store_t *st, const mg_addr_t *key, int64_t now,
-                       int *banned, int64_t *expiry);
+int mg_store_is_banned(mg_store_t *st, const mg_addr_t *key, int64_t now, int *banned,
+                       int64_t *expiry);
 
 /* History count of key (0 when none): for tests and `dbmail_tap bans`. */
 int mg_store_history(mg_store_t *st, const mg_addr_t *key, unsigned *count);
@@ -183,9 +183,9 @@ int mg_store_history(mg_store_t *st, const mg_addr_t *key, unsigned *count);
  * leaves the subscription intact, so no message is lost between calls.
  */
 typedef struct mg_store_event {
-    int is_ban;             /* 1 ban, 0 unban */
+    int is_ban; /* 1 ban, 0 unban */
     mg_addr_t key;
-    int64_t expiry;         /* for ban */
+    int64_t expiry; /* for ban */
     char jail[MG_JAIL_BUF];
 } mg_store_event_t;
 

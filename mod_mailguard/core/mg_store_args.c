@@ -107,7 +107,7 @@ int mg_store_policy_ok(mg_store_t *st, const mg_policy_t *p)
 
 /* Fill argv[3..10] with the script head (prefix, jail, policy). */
 void mg_store_policy_argv(const mg_store_t *st, const char *jail, const mg_policy_t *p,
-                        mg_store_policy_args_t *pa, const char **argv, size_t *len)
+                          mg_store_policy_args_t *pa, const char **argv, size_t *len)
 {
     argv[3] = st->prefix;
     len[3] = st->prefix_len;
@@ -115,7 +115,8 @@ void mg_store_policy_argv(const mg_store_t *st, const char *jail, const mg_polic
     len[4] = strlen(jail);
     len[5] = (size_t)snprintf(pa->maxretry, sizeof(pa->maxretry), "%u", p->maxretry);
     argv[5] = pa->maxretry;
-    len[6] = (size_t)snprintf(pa->findtime, sizeof(pa->findtime), "%lld", (long long)p->findtime);
+    len[6] =
+        (size_t)snprintf(pa->findtime, sizeof(pa->findtime), "%lld", (long long)p->findtime);
     argv[6] = pa->findtime;
     len[7] = (size_t)snprintf(pa->bantime, sizeof(pa->bantime), "%lld", (long long)p->bantime);
     argv[7] = pa->bantime;
@@ -130,7 +131,7 @@ void mg_store_policy_argv(const mg_store_t *st, const char *jail, const mg_polic
 /* Results of n pairs from a record_failure reply; pair j's result goes to
  * res[ord[j]] (res[j] when ord is NULL). */
 int mg_store_parse_record(mg_store_t *st, const redisReply *r, size_t n, const size_t *ord,
-                        mg_record_result_t *res)
+                          mg_record_result_t *res)
 {
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 4 * n) {
         mg_store_seterr(st, "%s: record_failure: unexpected reply", st->where);
@@ -168,8 +169,10 @@ int mg_store_id_ok(mg_store_t *st, const char *id)
         return 0;
     n = strlen(id);
     if (n >= MG_FAILURE_IDLEN || (n > 0 && !mg_store_id_word(id))) {
-        mg_store_seterr(st, "failure identity must be at most %d printable characters "
-                            "without spaces", MG_FAILURE_IDLEN - 1);
+        mg_store_seterr(st,
+                        "failure identity must be at most %d printable characters "
+                        "without spaces",
+                        MG_FAILURE_IDLEN - 1);
         return -1;
     }
     return 0;

@@ -20,11 +20,10 @@ struct mg_store_batch {
     char k[MG_STORE_CHUNK][12];
     char now[MG_STORE_CHUNK][24];
     char cut[MG_STORE_CHUNK][24];
-    size_t *order;          /* pair indexes grouped by address */
-    unsigned char *ok;      /* per pair: confirmed recorded */
+    size_t *order;     /* pair indexes grouped by address */
+    unsigned char *ok; /* per pair: confirmed recorded */
     size_t cap;
 };
-
 
 static int by_address(const void *x, const void *y, void *arg)
 {
@@ -35,7 +34,7 @@ static int by_address(const void *x, const void *y, void *arg)
     if (c == 0)
         c = (int)keys[i].plen - (int)keys[j].plen;
     if (c == 0)
-        c = i < j ? -1 : i > j;   /* keeps each address's failures in order */
+        c = i < j ? -1 : i > j; /* keeps each address's failures in order */
     return c;
 }
 
@@ -43,8 +42,7 @@ static int by_address(const void *x, const void *y, void *arg)
  * pairs of one address become one group (addr, k, times...). */
 static int append_chunk(mg_store_t *st, int eval, const char *jail, const mg_policy_t *pol,
                         mg_store_policy_args_t *pa, const size_t *ord, size_t n,
-                        const mg_addr_t *keys, const int64_t *now_ms,
-                        const char *const *ids)
+                        const mg_addr_t *keys, const int64_t *now_ms, const char *const *ids)
 {
     struct mg_store_batch *b = st->batch;
     size_t a = MG_RECORD_HEAD, g = 0, kslot = 0, k = 0;
@@ -72,8 +70,8 @@ static int append_chunk(mg_store_t *st, int eval, const char *jail, const mg_pol
         b->argv[a] = ids != NULL && ids[ord[i]] != NULL ? ids[ord[i]] : "";
         b->len[a] = strlen(b->argv[a]);
         a++;
-        b->len[a] = (size_t)snprintf(b->now[i], sizeof(b->now[i]), "%lld",
-                                     (long long)now_ms[ord[i]]);
+        b->len[a] =
+            (size_t)snprintf(b->now[i], sizeof(b->now[i]), "%lld", (long long)now_ms[ord[i]]);
         b->argv[a++] = b->now[i];
         b->len[a] = (size_t)snprintf(b->cut[i], sizeof(b->cut[i]), "%lld",
                                      (long long)(now_ms[ord[i]] - pol->findtime * 1000));
@@ -124,8 +122,8 @@ static int batch_scratch(mg_store_t *st, size_t n)
     return 0;
 }
 
-int mg_store_record_failures(mg_store_t *st, const char *jail, const mg_policy_t *pol,
-                             size_t n, const mg_addr_t *keys, const int64_t *now_ms,
+int mg_store_record_failures(mg_store_t *st, const char *jail, const mg_policy_t *pol, size_t n,
+                             const mg_addr_t *keys, const int64_t *now_ms,
                              const char *const *ids, mg_record_result_t *res, size_t *done)
 {
     mg_store_policy_args_t pa;
@@ -202,8 +200,7 @@ int mg_store_record_failures(mg_store_t *st, const char *jail, const mg_policy_t
             void *vr = NULL;
             if (!noscript[j])
                 continue;
-            if (append_chunk(st, 1, jail, pol, &pa, ord + start[j], count[j], keys, now_ms,
-                             ids)
+            if (append_chunk(st, 1, jail, pol, &pa, ord + start[j], count[j], keys, now_ms, ids)
                     != REDIS_OK
                 || redisGetReply(st->c, &vr) != REDIS_OK || vr == NULL) {
                 mg_store_ctxerr(st, "record_failure", st->c, errno);
@@ -366,7 +363,7 @@ int mg_store_ban_many(mg_store_t *st, const char *jail, size_t n, const mg_addr_
         confirmed = next;
     }
     if (mg_store_confirm(st) != 0) {
-        confirmed = 0;      /* bans only raise: sending them again is harmless */
+        confirmed = 0; /* bans only raise: sending them again is harmless */
         goto end;
     }
     rc = 0;

@@ -56,8 +56,8 @@ void mg_store_ctxerr(mg_store_t *st, const char *what, const redisContext *c, in
         mg_store_seterr(st, "%s: %s: out of memory", st->where, what);
     }
     else if (c->err == REDIS_ERR_IO
-             && (saved_errno == EAGAIN || saved_errno == EWOULDBLOCK
-                 || saved_errno == ETIMEDOUT || saved_errno == EINPROGRESS)) {
+             && (saved_errno == EAGAIN || saved_errno == EWOULDBLOCK || saved_errno == ETIMEDOUT
+                 || saved_errno == EINPROGRESS)) {
         mg_store_seterr(st, "%s: %s: timed out", st->where, what);
         /* A connection that cannot even be made in time is a Redis that
          * is not there; a command that got no answer in time may just be
@@ -321,7 +321,8 @@ redisContext *mg_store_connect(mg_store_t *st, int for_subscribe)
             }
             else if (script < 0 && strcmp(what, "ROLE") == 0) {
                 st->replicas = r->elements >= 3 && r->element[2]->type == REDIS_REPLY_ARRAY
-                               ? (int)r->element[2]->elements : 0;
+                                   ? (int)r->element[2]->elements
+                                   : 0;
             }
             else if (script >= 0) {
                 if (r->len != 40) {
@@ -377,7 +378,7 @@ int mg_store_ready(mg_store_t *st)
  * included, for the caller to judge), or NULL with the error set and a
  * broken connection dropped. */
 redisReply *mg_store_command(mg_store_t *st, const char *what, int argc, const char **argv,
-                           const size_t *len)
+                             const size_t *len)
 {
     redisReply *r;
 
@@ -472,7 +473,8 @@ int mg_store_is_noscript(const redisReply *r)
  * caches the script again.  Returns the reply, or NULL with the error
  * set; an error reply is turned into NULL too.
  */
-redisReply *mg_store_run_script(mg_store_t *st, int id, int argc, const char **argv, size_t *len)
+redisReply *mg_store_run_script(mg_store_t *st, int id, int argc, const char **argv,
+                                size_t *len)
 {
     redisReply *r;
 
@@ -532,8 +534,8 @@ int mg_store_confirm(mg_store_t *st)
     }
     /* No replica has it: fine if this is still the primary (one without a
      * replica, or a slow one), not if a failover moved it. */
-    if (resolve_primary(st, host, sizeof(host), &port) == 0
-        && strcmp(host, st->primary) == 0 && port == st->primary_port)
+    if (resolve_primary(st, host, sizeof(host), &port) == 0 && strcmp(host, st->primary) == 0
+        && port == st->primary_port)
         return 0;
     mg_store_seterr(st, "%s: the primary changed under a write: it goes again to the new one",
                     st->where);

@@ -33,7 +33,7 @@ enum mg_script_id {
 /* Pairs per ban call and addresses per unban call: each costs Redis a
  * few commands, so one call stays well under a millisecond (a script
  * blocks every other client while it runs). */
-#define MG_STORE_BAN_CHUNK 128
+#define MG_STORE_BAN_CHUNK   128
 #define MG_STORE_UNBAN_CHUNK 256
 /* Calls sent before their replies are read. */
 #define MG_STORE_PIPELINE 8
@@ -55,22 +55,22 @@ struct mg_store_batch;
 
 struct mg_store {
     mg_store_url_t url;
-    char where[300];                    /* host:port or unix path, for errors */
-    int sentinel_at;                    /* the sentinel to ask first */
-    char primary[256];                  /* the primary connected to (sentinels) */
+    char where[300];   /* host:port or unix path, for errors */
+    int sentinel_at;   /* the sentinel to ask first */
+    char primary[256]; /* the primary connected to (sentinels) */
     int primary_port;
-    int replicas;                       /* replicas the primary had at connect */
-    int stale;                          /* reconnect before the next call (READONLY) */
+    int replicas; /* replicas the primary had at connect */
+    int stale;    /* reconnect before the next call (READONLY) */
     char prefix[MG_STORE_PREFIX_MAX];
     size_t prefix_len;
     struct timeval connect_tv;
     struct timeval command_tv;
-    redisContext *c;                    /* command connection, NULL until needed */
-    redisContext *sub;                  /* SUBSCRIBE connection */
-    char sha[MG_SCRIPT_COUNT][41];      /* SCRIPT LOAD answers on c */
-    struct mg_store_batch *batch;       /* scratch for mg_store_record_failures */
-    unsigned bad_events;                /* malformed event messages skipped */
-    mg_store_errkind_t kind;            /* of err */
+    redisContext *c;               /* command connection, NULL until needed */
+    redisContext *sub;             /* SUBSCRIBE connection */
+    char sha[MG_SCRIPT_COUNT][41]; /* SCRIPT LOAD answers on c */
+    struct mg_store_batch *batch;  /* scratch for mg_store_record_failures */
+    unsigned bad_events;           /* malformed event messages skipped */
+    mg_store_errkind_t kind;       /* of err */
     char err[MG_STORE_ERRLEN];
 };
 

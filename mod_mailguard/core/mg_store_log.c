@@ -60,8 +60,8 @@ int mg_store_check(mg_store_t *st, int64_t now, mg_store_logstate_t *out)
     if (r == NULL)
         goto end;
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 6
-        || r->element[1]->type != REDIS_REPLY_STRING
-        || r->element[1]->len >= MG_STORE_IDLEN || r->element[5]->type != REDIS_REPLY_INTEGER)
+        || r->element[1]->type != REDIS_REPLY_STRING || r->element[1]->len >= MG_STORE_IDLEN
+        || r->element[5]->type != REDIS_REPLY_INTEGER)
         goto bad;
     for (int i = 0; i < 5; i++)
         if (i != 1 && reply_u64(r->element[i], &v[i]) != 0)
@@ -241,7 +241,7 @@ int mg_store_range(mg_store_t *st, mg_store_range_pos_t *pos, unsigned count,
     for (size_t i = 1; i < r->elements; i += 2) {
         int64_t e;
         if (mg_store_elem_expiry(r->element[i], &e) != 0)
-            continue;   /* Redis prints every score; nothing to page by */
+            continue; /* Redis prints every score; nothing to page by */
         if (e == pos->from) {
             pos->skip++;
         }
@@ -265,7 +265,7 @@ void mg_store_parse_change(const char *id, const char *seq, size_t seqlen, const
     memset(ch, 0, sizeof(*ch));
     ch->kind = MG_CHANGE_BAD;
     if (idlen >= MG_STORE_IDLEN)
-        idlen = 0;   /* no stream id is that long: treat as missing */
+        idlen = 0; /* no stream id is that long: treat as missing */
     if (idlen > 0)
         memcpy(ch->id, id, idlen);
     if (seq == NULL || parse_u64(seq, seqlen, &ch->seq) != 0)
@@ -286,8 +286,7 @@ static int take_entry(const redisReply *e, mg_store_change_t *ch)
     size_t seqlen = 0, textlen = 0;
 
     if (e->type != REDIS_REPLY_ARRAY || e->elements != 2
-        || e->element[0]->type != REDIS_REPLY_STRING
-        || e->element[0]->len >= MG_STORE_IDLEN)
+        || e->element[0]->type != REDIS_REPLY_STRING || e->element[0]->len >= MG_STORE_IDLEN)
         return -1;
     f = e->element[1];
     if (f->type == REDIS_REPLY_ARRAY) {
@@ -342,7 +341,7 @@ int mg_store_log_read(mg_store_t *st, const char *after_id, int block_ms, unsign
     if (r == NULL || mg_store_check_reply(st, "XREAD", r, 0) != 0)
         goto end;
     if (r->type == REDIS_REPLY_NIL) {
-        rc = 0;     /* nothing new within block_ms */
+        rc = 0; /* nothing new within block_ms */
         goto end;
     }
     /* [[key, [entry, ...]]] */

@@ -32,12 +32,12 @@
 #define MG_STORE_IDLEN 48
 
 typedef struct mg_store_logstate {
-    uint64_t logseq;                /* changes logged so far (P logseq) */
-    char last_id[MG_STORE_IDLEN];   /* newest entry, "0-0" when none */
-    uint64_t last_seq;              /* its sequence number, 0 when none */
-    uint64_t live;                  /* bans whose expiry is after now */
-    uint64_t zcard;                 /* members of P bans, ended ones included */
-    int64_t card;                   /* P card, -1 when missing */
+    uint64_t logseq;              /* changes logged so far (P logseq) */
+    char last_id[MG_STORE_IDLEN]; /* newest entry, "0-0" when none */
+    uint64_t last_seq;            /* its sequence number, 0 when none */
+    uint64_t live;                /* bans whose expiry is after now */
+    uint64_t zcard;               /* members of P bans, ended ones included */
+    int64_t card;                 /* P card, -1 when missing */
 } mg_store_logstate_t;
 
 /* Where the log stands, in one atomic read (the check script). */
@@ -78,14 +78,14 @@ typedef enum mg_change_kind {
     MG_CHANGE_BAN,
     MG_CHANGE_UNBAN,
     MG_CHANGE_RESYNC,
-    MG_CHANGE_BAD       /* not a change this version understands */
+    MG_CHANGE_BAD /* not a change this version understands */
 } mg_change_kind_t;
 
 typedef struct mg_store_change {
     char id[MG_STORE_IDLEN];
-    uint64_t seq;           /* 0 when the entry has none */
+    uint64_t seq; /* 0 when the entry has none */
     mg_change_kind_t kind;
-    mg_store_event_t ev;    /* BAN and UNBAN */
+    mg_store_event_t ev; /* BAN and UNBAN */
 } mg_store_change_t;
 
 typedef int (*mg_store_change_fn)(void *baton, const mg_store_change_t *ch);

@@ -80,7 +80,7 @@ static int parse_num(const char *s, size_t len, long min, long max, long *out)
 static int host_char_ok(char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
-        || c == '.' || c == '-' || c == '_';
+           || c == '.' || c == '-' || c == '_';
 }
 
 /* A user name is printed in logs: no control characters once decoded. */
@@ -224,7 +224,8 @@ static int parse_tcp(const char *s, mg_store_url_t *out, const char **why)
         slash = end;
     if (parse_auth(s, slash, out, &hp, why) != 0
         || parse_hostport(hp, (size_t)(slash - hp), out->host, sizeof(out->host), &out->port,
-                          why) != 0)
+                          why)
+               != 0)
         return -1;
     /* db: "/" alone means the default database */
     if (slash < end && slash + 1 < end) {
@@ -266,7 +267,8 @@ static int parse_sentinel_query(const char *q, mg_store_url_t *out, const char *
                 *why = "empty sentinel password";
                 return -1;
             }
-            rc = pct_decode(eq + 1, vlen, out->sentinel_password, sizeof(out->sentinel_password));
+            rc = pct_decode(eq + 1, vlen, out->sentinel_password,
+                            sizeof(out->sentinel_password));
             if (rc != 0) {
                 *why = rc == -2 ? "sentinel password too long"
                                 : "bad percent-escape in the sentinel password";
@@ -493,9 +495,8 @@ void mg_store_url_redacted(const mg_store_url_t *u, char *buf, size_t size)
                                     u->password[0] ? ":***@" : (u->user[0] ? "@" : ""));
         for (int i = 0; i < u->nsentinels && o < size; i++) {
             int v6 = strchr(u->sentinel[i].host, ':') != NULL;
-            o += (size_t)snprintf(buf + o, size - o, "%s%s%s%s:%d", i ? "," : "",
-                                  v6 ? "[" : "", u->sentinel[i].host, v6 ? "]" : "",
-                                  u->sentinel[i].port);
+            o += (size_t)snprintf(buf + o, size - o, "%s%s%s%s:%d", i ? "," : "", v6 ? "[" : "",
+                                  u->sentinel[i].host, v6 ? "]" : "", u->sentinel[i].port);
         }
         if (o < size)
             o += (size_t)snprintf(buf + o, size - o, "/%s/%d", u->master, u->db);
@@ -506,9 +507,8 @@ void mg_store_url_redacted(const mg_store_url_t *u, char *buf, size_t size)
         return;
     }
     if (u->path[0] != '\0') {
-        snprintf(buf, size, "unix:%s?db=%d%s%s%s", u->path, u->db,
-                 u->user[0] ? "&user=" : "", u->user,
-                 u->password[0] ? "&password=***" : "");
+        snprintf(buf, size, "unix:%s?db=%d%s%s%s", u->path, u->db, u->user[0] ? "&user=" : "",
+                 u->user, u->password[0] ? "&password=***" : "");
         return;
     }
     int v6 = strchr(u->host, ':') != NULL;
