@@ -250,7 +250,7 @@ static void write_metrics(run_t *r, int running)
         row->suspicious = rj.suspicious;
         row->missed = rj.missed;
         row->ignoreip = rj.ignoreip;
-        tap_writer_counts(r->writer, j, &row->stored, &row->bans);
+        tap_writer_counts(r->writer, j, &row->stored, &row->duplicate, &row->bans);
     }
     for (unsigned i = 0; i < nfiles; i++) {
         tap_follow_pos_t pos;

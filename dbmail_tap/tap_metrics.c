@@ -54,6 +54,9 @@ static const family_t jail_families[] = {
              "Matched failures not counted because the address is in ignoreip."),
     JAIL_FAM("mailguard_tap_failures_stored_total", "counter", stored,
              "Failures recorded in Redis."),
+    JAIL_FAM("mailguard_tap_failures_duplicate_total", "counter", duplicate,
+             "Failures Redis had counted before (a line read again after a restart, or "
+             "sent again after a lost answer): not counted twice."),
     JAIL_FAM("mailguard_tap_bans_total", "counter", bans,
              "Bans the jail's failures made in Redis."),
 };

@@ -91,7 +91,8 @@ struct tap_writer {
     int backoff; /* ms before the next try after a failure */
     /* For other threads (the metrics file): added once per store call
      * and per round, never per failure. */
-    _Atomic uint64_t *stored; /* per jail: failures Redis took */
+    _Atomic uint64_t *stored; /* per jail: failures Redis counted */
+    _Atomic uint64_t *dups;   /* per jail: failures Redis had counted before */
     _Atomic uint64_t *bans;   /* per jail: bans they made */
     atomic_int redis_up;      /* 0 after a failed round, until one works */
     _Atomic uint64_t failed_rounds;
@@ -257,7 +258,7 @@ static int round_store(tap_writer_t *w, wbuf_t *b, size_t n, size_t *dups)
         uint8_t jail = b->batch[i].jail;
         const tap_jail_t *j = w->jails[jail];
         size_t k, done = 0;
-        uint64_t stored = 0, banned = 0;
+        uint64_t stored = 0, banned = 0, dup = 0;
         int failed;
 
         if (b->sent[i]) {
@@ -275,14 +276,19 @@ static int round_store(tap_writer_t *w, wbuf_t *b, size_t n, size_t *dups)
                 continue;
             }
             b->sent[b->idx[m]] = 1;
+            if (b->res[m].duplicate) {
+                dup++;
+                continue;
+            }
             stored++;
-            *dups += b->res[m].duplicate != 0;
             if (b->res[m].banned) {
                 banned++;
                 log_ban(j, &b->keys[m], &b->res[m]);
             }
         }
+        *dups += dup;
         atomic_fetch_add_explicit(&w->stored[jail], stored, memory_order_relaxed);
+        atomic_fetch_add_explicit(&w->dups[jail], dup, memory_order_relaxed);
         atomic_fetch_add_explicit(&w->bans[jail], banned, memory_order_relaxed);
         if (failed) {
             return -1;
@@ -409,6 +415,7 @@ void tap_writer_free(tap_writer_t *w)
     free(w->small_mem);
     free(w->sent_prev);
     free((void *)w->stored);
+    free((void *)w->dups);
     free((void *)w->bans);
     free(w);
 }
@@ -435,8 +442,10 @@ tap_writer_t *tap_writer_start(const mg_store_cfg_t *store, tap_queue_t *q,
     w->small_mem = malloc(wbuf_bytes(TAP_BATCH_SMALL));
     /* calloc: a zero-filled atomic integer is a valid zero */
     w->stored = calloc(njails ? njails : 1, sizeof(*w->stored));
+    w->dups = calloc(njails ? njails : 1, sizeof(*w->dups));
     w->bans = calloc(njails ? njails : 1, sizeof(*w->bans));
-    if (w->st == NULL || w->small_mem == NULL || w->stored == NULL || w->bans == NULL) {
+    if (w->st == NULL || w->small_mem == NULL || w->stored == NULL || w->dups == NULL
+        || w->bans == NULL) {
         tap_error("MG0604: out of memory starting the Redis writer");
         tap_writer_free(w);
         return NULL;
@@ -457,9 +466,11 @@ void tap_writer_wait(tap_writer_t *w)
     }
 }
 
-void tap_writer_counts(const tap_writer_t *w, size_t jail, uint64_t *stored, uint64_t *bans)
+void tap_writer_counts(const tap_writer_t *w, size_t jail, uint64_t *stored, uint64_t *dups,
+                       uint64_t *bans)
 {
     *stored = atomic_load_explicit(&w->stored[jail], memory_order_relaxed);
+    *dups = atomic_load_explicit(&w->dups[jail], memory_order_relaxed);
     *bans = atomic_load_explicit(&w->bans[jail], memory_order_relaxed);
 }
 

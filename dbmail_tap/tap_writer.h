@@ -46,7 +46,8 @@ void tap_writer_free(tap_writer_t *w);
 /* For any thread, while the writer exists.  Per jail: failures Redis took
  * and the bans they made (each failure counted once, even when a round
  * that failed part way is sent again). */
-void tap_writer_counts(const tap_writer_t *w, size_t jail, uint64_t *stored, uint64_t *bans);
+void tap_writer_counts(const tap_writer_t *w, size_t jail, uint64_t *stored, uint64_t *dups,
+                       uint64_t *bans);
 /* 1 unless the last round failed (also 1 before the first round: the
  * connection opens on first use). */
 int tap_writer_redis_up(const tap_writer_t *w);

@@ -17,7 +17,8 @@ POSTFIX = ("Nov 26 10:00:01 mail postfix/smtpd[4242]: warning: non-SMTP command 
 JAIL_FAMILIES = ("mailguard_tap_lines_read_total", "mailguard_tap_lines_matched_total",
                  "mailguard_tap_lines_ignored_total", "mailguard_tap_lines_suspicious_total",
                  "mailguard_tap_lines_missed_total", "mailguard_tap_failures_ignoreip_total",
-                 "mailguard_tap_failures_stored_total", "mailguard_tap_bans_total")
+                 "mailguard_tap_failures_stored_total", "mailguard_tap_failures_duplicate_total",
+                 "mailguard_tap_bans_total")
 
 
 def read_metrics(path):
@@ -87,6 +88,7 @@ IMAP_EXPECT = {
     "mailguard_tap_lines_missed_total": 8,       # 3 POP3 lines + 5 noise
     "mailguard_tap_failures_ignoreip_total": 1,
     "mailguard_tap_failures_stored_total": 4,
+    "mailguard_tap_failures_duplicate_total": 0,
     "mailguard_tap_bans_total": 1,
 }
 POP3_EXPECT = {
@@ -97,6 +99,7 @@ POP3_EXPECT = {
     "mailguard_tap_lines_missed_total": 12,
     "mailguard_tap_failures_ignoreip_total": 0,
     "mailguard_tap_failures_stored_total": 3,
+    "mailguard_tap_failures_duplicate_total": 0,
     "mailguard_tap_bans_total": 1,
 }
 
@@ -323,3 +326,28 @@ def test_metrics_file_belongs_in_default_and_is_not_the_statefile(mtap):
     r = mtap.cli("run", config=True)
     assert r.returncode == 1
     assert "metrics_file: only valid in [DEFAULT]" in r.stderr, r.stderr
+
+
+def test_lines_read_again_are_duplicates_not_new_failures(mtap):
+    """A statefile that points back (a restore from backup, a crash before
+    it was written): the lines are read again, Redis recognises each by
+    its identity and the file counts them as duplicates, not failures."""
+    mtap.start()
+    append(mtap.logfile, imap_fail("203.0.113.40") * 2)
+    wait_for(lambda: mtap.window("dbmail-imap", "203.0.113.40") == 2, what="two failures")
+    assert mtap.stop() == 0
+    with open(mtap.statefile) as f:
+        lines = [l for l in f.read().splitlines() if not l.startswith("#")]
+    assert len(lines) == 1 and lines[0].startswith("v1 "), lines
+    fields = lines[0].split(" ", 4)       # v1 INODE OFFSET HASH PATH
+    assert int(fields[2]) > 0
+    fields[2] = "0"
+    with open(mtap.statefile, "w") as f:
+        f.write(" ".join(fields) + "\n")
+    mtap.start()
+    mtap.wait_log("MG0626: ")
+    assert mtap.stop() == 0
+    fams = read_metrics(mtap.metrics)
+    assert value(fams, "mailguard_tap_failures_duplicate_total", jail="dbmail-imap") == 2
+    assert value(fams, "mailguard_tap_failures_stored_total", jail="dbmail-imap") == 0
+    assert mtap.window("dbmail-imap", "203.0.113.40") == 2

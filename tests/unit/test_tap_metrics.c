@@ -148,8 +148,8 @@ static size_t count(const char *hay, const char *needle)
 START_TEST(the_text_has_every_jail_under_each_family_with_help_and_type)
 {
     tap_metrics_jail_t j[2] = {
-        { "dbmail-imap", 15, 5, 1, 1, 8, 1, 4, 1 },
-        { "dbmail-pop3", 15, 3, 0, 0, 12, 0, 3, 1 },
+        { "dbmail-imap", 15, 5, 1, 1, 8, 1, 4, 2, 1 },
+        { "dbmail-pop3", 15, 3, 0, 0, 12, 0, 3, 0, 1 },
     };
     tap_metrics_snap_t m = snap(j, 2, NULL);
     size_t len = 0;
@@ -161,6 +161,8 @@ START_TEST(the_text_has_every_jail_under_each_family_with_help_and_type)
     ck_assert_ptr_nonnull(strstr(t, "mailguard_tap_lines_read_total{jail=\"dbmail-imap\"} 15\n"));
     ck_assert_ptr_nonnull(strstr(t, "mailguard_tap_lines_missed_total{jail=\"dbmail-pop3\"} 12\n"));
     ck_assert_ptr_nonnull(strstr(t, "mailguard_tap_failures_stored_total{jail=\"dbmail-imap\"} 4\n"));
+    ck_assert_ptr_nonnull(
+        strstr(t, "mailguard_tap_failures_duplicate_total{jail=\"dbmail-imap\"} 2\n"));
     ck_assert_ptr_nonnull(strstr(t, "mailguard_tap_bans_total{jail=\"dbmail-pop3\"} 1\n"));
     ck_assert_ptr_nonnull(strstr(t, "# TYPE mailguard_tap_bans_total counter\n"));
     ck_assert_ptr_nonnull(strstr(t, "\nmailguard_tap_queue_length 7\n"));
@@ -177,7 +179,7 @@ END_TEST
 
 START_TEST(the_keeper_families_come_with_a_keeper)
 {
-    tap_metrics_jail_t j[1] = { { "imap", 0, 0, 0, 0, 0, 0, 0, 0 } };
+    tap_metrics_jail_t j[1] = { { "imap", 0, 0, 0, 0, 0, 0, 0, 0, 0 } };
     tap_keeper_stats_t k = { 1, 0, 2, 40, 1, 3, 9, 1700000100, 5 };
     tap_metrics_snap_t m = snap(j, 1, &k);
     size_t len = 0;
@@ -201,7 +203,7 @@ END_TEST
 
 START_TEST(a_label_value_is_escaped)
 {
-    tap_metrics_jail_t j[1] = { { "a\"b\\c\nd", 1, 0, 0, 0, 1, 0, 0, 0 } };
+    tap_metrics_jail_t j[1] = { { "a\"b\\c\nd", 1, 0, 0, 0, 1, 0, 0, 0, 0 } };
     tap_metrics_snap_t m = snap(j, 1, NULL);
     size_t len = 0;
     char *t = tap_metrics_render(&m, &len);
