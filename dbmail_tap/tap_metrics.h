@@ -35,10 +35,10 @@ typedef struct tap_metrics_jail {
     uint64_t ignored; /* ignoreregex, an address that does not parse */
     uint64_t suspicious;
     uint64_t missed;
-    uint64_t ignoreip; /* matched, not counted: the address is in ignoreip */
+    uint64_t ignoreip;  /* matched, not counted: the address is in ignoreip */
     uint64_t stored;    /* failures Redis counted */
     uint64_t duplicate; /* failures Redis had counted before: not again */
-    uint64_t bans;     /* bans they made */
+    uint64_t bans;      /* bans they made */
 } tap_metrics_jail_t;
 
 typedef struct tap_metrics_snap {
