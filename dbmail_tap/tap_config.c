@@ -28,50 +28,29 @@
 #define MAX_FILE         (4 * 1024 * 1024)
 #define DEFAULT_IGNOREIP "127.0.0.1/8 ::1"
 
-static const char *const global_keys[] = { "redis",     "prefix", "statefile",   "metrics_file",
-                                           "banaction", "port",   "prefixfloor", NULL };
+/* The key tables are kept in lines of words, not the formatter's columns. */
+/* clang-format off */
+static const char *const global_keys[] = {
+    "redis", "prefix", "statefile", "metrics_file", "banaction", "port", "prefixfloor",
+    NULL,
+};
 
-static const char *const jail_keys[] = { "enabled",           "filter",
-                                         "failregex",         "ignoreregex",
-                                         "logpath",           "maxretry",
-                                         "findtime",          "bantime",
-                                         "bantime.increment", "bantime.factor",
-                                         "bantime.maxtime",   "ignoreip",
-                                         "ipv6prefix",        NULL };
+static const char *const jail_keys[] = {
+    "enabled", "filter", "failregex", "ignoreregex", "logpath", "maxretry", "findtime", "bantime",
+    "bantime.increment", "bantime.factor", "bantime.maxtime", "ignoreip", "ipv6prefix",
+    NULL,
+};
 
 /* Fail2Ban keys a migrated jail.local may carry: named in the error so
  * the user knows why they are refused. */
-static const char *const f2b_keys[] = { "action",
-                                        "backend",
-                                        "usedns",
-                                        "ignoreself",
-                                        "ignorecommand",
-                                        "destemail",
-                                        "sender",
-                                        "mta",
-                                        "protocol",
-                                        "chain",
-                                        "logencoding",
-                                        "datepattern",
-                                        "journalmatch",
-                                        "maxlines",
-                                        "before",
-                                        "after",
-                                        "mode",
-                                        "bantime.rndtime",
-                                        "bantime.formula",
-                                        "bantime.multipliers",
-                                        "bantime.overalljails",
-                                        "banaction_allports",
-                                        "maxmatches",
-                                        "prefregex",
-                                        "dbfile",
-                                        "dbpurgeage",
-                                        "loglevel",
-                                        "logtarget",
-                                        "socket",
-                                        "pidfile",
-                                        NULL };
+static const char *const f2b_keys[] = {
+    "action", "backend", "usedns", "ignoreself", "ignorecommand", "destemail", "sender", "mta",
+    "protocol", "chain", "logencoding", "datepattern", "journalmatch", "maxlines", "before",
+    "after", "mode", "bantime.rndtime", "bantime.formula", "bantime.multipliers",
+    "bantime.overalljails", "banaction_allports", "maxmatches", "prefregex", "dbfile",
+    "dbpurgeage", "loglevel", "logtarget", "socket", "pidfile", NULL,
+};
+/* clang-format on */
 
 static int in_list(const char *const *list, const char *k)
 {

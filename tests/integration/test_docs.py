@@ -85,10 +85,10 @@ def test_a_documented_directive_or_key_the_code_lost_is_named(gendocs, tmp_path)
     edit(str(tmp_path / "mod_mailguard" / "mg_config.c"),
          'AP_INIT_TAKE1("MailGuardJail"', 'AP_INIT_TAKE1("MailGuardJailX"')
     # A global key moved to the jail list is a difference too.
-    edit(str(tmp_path / "dbmail_tap" / "tap_config.c"), '"port", "prefixfloor", NULL',
-         '"prefixfloor", NULL')
-    edit(str(tmp_path / "dbmail_tap" / "tap_config.c"), '"ipv6prefix", NULL',
-         '"ipv6prefix", "port", NULL')
+    edit(str(tmp_path / "dbmail_tap" / "tap_config.c"), '"port", "prefixfloor",',
+         '"prefixfloor",')
+    edit(str(tmp_path / "dbmail_tap" / "tap_config.c"), '"ipv6prefix",\n    NULL,',
+         '"ipv6prefix", "port",\n    NULL,')
     problems = gendocs.differences(str(tmp_path))
     assert any(p.startswith("directive MailGuardJail is in build/docs") for p in problems), problems
     assert any(p.startswith("directive MailGuardJailX is in mod_mailguard") for p in problems), problems
