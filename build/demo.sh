@@ -266,12 +266,12 @@ echo
 echo "4. What Apache logged about it (one line per ban, none per denied request):"
 grep -i '127.0.0.66' "$tmp/logs/error.log" | sed 's/^/     /' || echo "     (nothing)"
 echo
-echo "5. An operator lifts the ban:"
-echo "     redis-cli -p $rport ZREM mailguard:bans 127.0.0.66"
-echo "     redis-cli -p $rport PUBLISH mailguard:events 'unban 127.0.0.66'"
-redis-cli -p "$rport" ZREM mailguard:bans 127.0.0.66 >/dev/null
-redis-cli -p "$rport" PUBLISH mailguard:events "unban 127.0.0.66" >/dev/null
-sleep 0.5
+echo "5. An operator lifts the ban (through the shared scripts, so every server"
+echo "   and firewall of the site applies it within milliseconds):"
+printf '[DEFAULT]\nredis = redis://127.0.0.1:%s\n' "$rport" >"$tmp/dbmail_tap.conf"
+echo "     dbmail_tap unban 127.0.0.66 -c $tmp/dbmail_tap.conf"
+"$b/dbmail_tap" unban 127.0.0.66 -c "$tmp/dbmail_tap.conf" | sed 's/^/     /'
+sleep 0.2
 login 127.0.0.66 admin right "after the unban"
 echo
 if [ -z "$rc" ]; then
