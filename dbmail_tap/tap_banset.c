@@ -17,24 +17,6 @@ struct tap_banset {
     size_t n;
 };
 
-uint64_t tap_addr_hash(const mg_addr_t *key)
-{
-    uint64_t a, b, h;
-
-    memcpy(&a, key->a, 8);
-    memcpy(&b, key->a + 8, 8);
-    /* Every input bit reaches the low bits used as the index (an IPv4
-     * address lives in the last four bytes, the first ten are constant). */
-    h = (a ^ 0x9e3779b97f4a7c15ULL) * 0xbf58476d1ce4e5b9ULL;
-    h ^= b + key->plen;
-    h ^= h >> 31;
-    h *= 0x94d049bb133111ebULL;
-    h ^= h >> 29;
-    h *= 0xbf58476d1ce4e5b9ULL;
-    h ^= h >> 32;
-    return h;
-}
-
 tap_banset_t *tap_banset_new(void)
 {
     return calloc(1, sizeof(tap_banset_t));
@@ -50,7 +32,7 @@ void tap_banset_free(tap_banset_t *s)
 
 static slot_t *find(const tap_banset_t *s, const mg_addr_t *key)
 {
-    size_t mask = s->cap - 1, i = (size_t)tap_addr_hash(key) & mask;
+    size_t mask = s->cap - 1, i = (size_t)mg_addr_hash(key) & mask;
 
     for (;; i = (i + 1) & mask) {
         if (s->v[i].key.plen == 0 || mg_addr_equal(&s->v[i].key, key)) {
@@ -111,7 +93,7 @@ static void remove_at(tap_banset_t *s, size_t i)
         if (s->v[j].key.plen == 0) {
             return;
         }
-        home = (size_t)tap_addr_hash(&s->v[j].key) & mask;
+        home = (size_t)mg_addr_hash(&s->v[j].key) & mask;
         /* j's entry stays unless i lies on its path from home to j */
         if (((j - home) & mask) >= ((j - i) & mask)) {
             s->v[i] = s->v[j];

@@ -28,8 +28,4 @@ size_t tap_banset_count(const tap_banset_t *s);
 void tap_banset_sweep(tap_banset_t *s, int64_t now,
                       void (*fn)(void *baton, const mg_addr_t *key), void *baton);
 
-/* The hash used for the table (exposed for tests): mixes all 16 bytes and
- * the prefix length. */
-uint64_t tap_addr_hash(const mg_addr_t *key);
-
 #endif

@@ -495,6 +495,31 @@ int mg_addr_equal(const mg_addr_t *x, const mg_addr_t *y)
     return x->plen == y->plen && memcmp(x->a, y->a, 16) == 0;
 }
 
+/* murmur3's 64-bit finaliser */
+static uint64_t mg_mix64(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    x ^= x >> 33;
+    return x;
+}
+
+/* Both halves go through the finaliser: IPv4 (::ffff:a.b.c.d) has a
+ * constant first half and the address in the top bytes of the second,
+ * and a multiply alone carries bits only upwards, so a hash that
+ * multiplied and kept the low bits put every address of a /16 (or all of
+ * IPv4) into a handful of slots. */
+uint64_t mg_addr_hash(const mg_addr_t *a)
+{
+    uint64_t x, y;
+
+    memcpy(&x, a->a, 8);
+    memcpy(&y, a->a + 8, 8);
+    return mg_mix64(x ^ mg_mix64(y ^ ((uint64_t)a->plen << 56)));
+}
+
 /* ---- CIDR sets ---- */
 
 /* All entries of one prefix length, sorted by memcmp order of the masked

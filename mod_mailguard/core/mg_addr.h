@@ -72,6 +72,12 @@ int mg_addr_in(const mg_addr_t *a, const mg_addr_t *net);
 
 int mg_addr_equal(const mg_addr_t *x, const mg_addr_t *y);
 
+/* A 64-bit hash of all 16 bytes and the prefix length, for hash tables
+ * indexed by its low bits: every input bit reaches them, so addresses
+ * that share their leading bytes (one /16, all of IPv4, one /64) spread
+ * as well as random ones. */
+uint64_t mg_addr_hash(const mg_addr_t *a);
+
 /*
  * A set of addresses and prefixes (ignore lists).  Lookup cost is bounded by
  * the number of distinct prefix lengths in the set: one binary search per

@@ -746,6 +746,51 @@ START_TEST(quick_quad_every_octet)
 }
 END_TEST
 
+/* Addresses that share their leading bytes (one IPv4 /16, hosts of one
+ * IPv6 /64, /64 prefixes of one /48) fill the low 16 bits of the hash as
+ * random keys would: about 63% of 65536 slots for 65536 keys. */
+static unsigned low_bits_used(const mg_addr_t *keys, size_t n)
+{
+    static unsigned char seen[65536];
+    unsigned used = 0;
+
+    memset(seen, 0, sizeof(seen));
+    for (size_t i = 0; i < n; i++) {
+        unsigned slot = (unsigned)(mg_addr_hash(&keys[i]) & 0xffff);
+        used += !seen[slot];
+        seen[slot] = 1;
+    }
+    return used;
+}
+
+START_TEST(hash_spreads_clustered_addresses)
+{
+    static mg_addr_t keys[65536];
+    char txt[64];
+    const char *why;
+
+    for (unsigned i = 0; i < 65536; i++) {
+        snprintf(txt, sizeof(txt), "10.1.%u.%u", i >> 8, i & 255);
+        ck_assert_int_eq(mg_addr_parse(txt, &keys[i], &why), 0);
+    }
+    ck_assert_uint_ge(low_bits_used(keys, 65536), 39000);
+    for (unsigned i = 0; i < 65536; i++) {
+        snprintf(txt, sizeof(txt), "2001:db8:1:2::%x", i);
+        ck_assert_int_eq(mg_addr_parse(txt, &keys[i], &why), 0);
+    }
+    ck_assert_uint_ge(low_bits_used(keys, 65536), 39000);
+    for (unsigned i = 0; i < 65536; i++) {
+        snprintf(txt, sizeof(txt), "2001:db8:1:%x::/64", i);
+        ck_assert_int_eq(mg_cidr_parse(txt, &keys[i], &why), 0);
+    }
+    ck_assert_uint_ge(low_bits_used(keys, 65536), 39000);
+    /* the prefix length is part of the key */
+    ck_assert_int_eq(mg_cidr_parse("2001:db8:1:2::/64", &keys[0], &why), 0);
+    ck_assert_int_eq(mg_cidr_parse("2001:db8:1:2::/63", &keys[1], &why), 0);
+    ck_assert(mg_addr_hash(&keys[0]) != mg_addr_hash(&keys[1]));
+}
+END_TEST
+
 static Suite *addr_suite(void)
 {
     Suite *s = suite_create("addr");
@@ -774,6 +819,7 @@ static Suite *addr_suite(void)
     tcase_add_test(tc, cidrset_large);
     tcase_add_test(tc, quick_quad_matches_general);
     tcase_add_test(tc, quick_quad_every_octet);
+    tcase_add_test(tc, hash_spreads_clustered_addresses);
     suite_add_tcase(s, tc);
     return s;
 }
