@@ -20,4 +20,8 @@ int tap_cmd_ban(int argc, char **argv);
 int tap_cmd_unban(int argc, char **argv);
 int tap_cmd_resync(int argc, char **argv); /* every follower reads the set again */
 
+/* After getopt_long() returned '?' (opterr 0): one line on stderr naming
+ * what was wrong with arg (argv[optind - 1]). */
+void tap_cmd_bad_option(const char *cmd, int optopt, const char *arg);
+
 #endif

@@ -62,15 +62,7 @@ static int parse_opts(int argc, char **argv, const char *name, int allow_all, ba
             o->help = 1;
             return 0;
         default:
-            if (optopt == 'c') {
-                fprintf(stderr, "dbmail_tap %s: -c needs a FILE\n", name);
-            }
-            else if (optopt != 0) {
-                fprintf(stderr, "dbmail_tap %s: unknown option '-%c'\n", name, optopt);
-            }
-            else {
-                fprintf(stderr, "dbmail_tap %s: unknown option '%s'\n", name, argv[optind - 1]);
-            }
+            tap_cmd_bad_option(name, optopt, argv[optind - 1]);
             return 2;
         }
     }

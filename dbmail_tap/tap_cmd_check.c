@@ -71,12 +71,7 @@ int tap_cmd_check(int argc, char **argv)
             usage(stdout);
             return 0;
         default:
-            if (optopt == 'c') {
-                fprintf(stderr, "dbmail_tap check: -c needs a FILE\n");
-            }
-            else {
-                fprintf(stderr, "dbmail_tap check: unknown option '%s'\n", argv[optind - 1]);
-            }
+            tap_cmd_bad_option("check", optopt, argv[optind - 1]);
             usage(stderr);
             return 2;
         }

@@ -124,15 +124,7 @@ static int parse_options(int argc, char **argv, const char **config, int *use_in
             usage(stdout);
             return 0;
         default:
-            if (optopt == 'c') {
-                fprintf(stderr, "dbmail_tap run: -c needs a FILE\n");
-            }
-            else if (optopt != 0 && optopt != 'l') {
-                fprintf(stderr, "dbmail_tap run: unknown option '-%c'\n", optopt);
-            }
-            else {
-                fprintf(stderr, "dbmail_tap run: unknown option '%s'\n", argv[optind - 1]);
-            }
+            tap_cmd_bad_option("run", optopt, argv[optind - 1]);
             usage(stderr);
             return 2;
         }

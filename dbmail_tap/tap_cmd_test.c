@@ -32,43 +32,11 @@ typedef struct counts {
     int print_suspicious;
 } counts_t;
 
-/* murmur3's finaliser: every input bit reaches every output bit. */
-static uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ULL;
-    x ^= x >> 33;
-    return x;
-}
-
-/*
- * The key is all 16 bytes and the prefix length.  Both halves go through
- * the finaliser: IPv4 (::ffff:a.b.c.d) has a constant first half and the
- * address in the top bytes of the second, and a multiply alone carries
- * bits only upwards, so a hash that multiplied and kept the low bits put
- * every address of a /16 (or all of IPv4) into a handful of slots.
- */
-static size_t hash_addr(const mg_addr_t *a)
-{
-    uint64_t x, y;
-
-    memcpy(&x, a->a, 8);
-    memcpy(&y, a->a + 8, 8);
-    return (size_t)mix64(x ^ mix64(y ^ ((uint64_t)a->plen << 56)));
-}
-
-static int same_addr(const mg_addr_t *a, const mg_addr_t *b)
-{
-    return a->plen == b->plen && memcmp(a->a, b->a, sizeof(a->a)) == 0;
-}
-
 static slot_t *find_slot(slot_t *s, size_t cap, const mg_addr_t *a)
 {
-    size_t i = hash_addr(a) & (cap - 1);
+    size_t i = (size_t)mg_addr_hash(a) & (cap - 1);
 
-    while (s[i].count != 0 && !same_addr(&s[i].addr, a))
+    while (s[i].count != 0 && !mg_addr_equal(&s[i].addr, a))
         i = (i + 1) & (cap - 1);
     return &s[i];
 }
