@@ -56,6 +56,9 @@ int mg_cidr_parse(const char *s, mg_addr_t *out, const char **why);
 /* Clear host bits: keep the first fplen bits, fplen relative to the family
  * (IPv4 0..32 -> 96+fplen).  Values beyond the family's width are clamped. */
 void mg_addr_mask(mg_addr_t *a, unsigned fplen);
+/* Keep the first plen bits of a 16-byte address (128-bit space) and zero
+ * the rest. */
+void mg_addr_mask_bytes(uint8_t *a, unsigned plen);
 
 /*
  * The key an address counts and bans under: IPv4 as the host itself, IPv6
