@@ -298,28 +298,8 @@ static void nft_ensure(const tap_fw_t *fw, sbuf_t *b, const uint8_t have[2][129]
     }
 }
 
-/* A ban whatever the set held before: add, delete, add again (the first
- * add makes the delete safe; the last one sets the new timeout, which a
- * plain add would not change on older kernels). */
-static void nft_ban(sbuf_t *b, const mg_addr_t *k, int64_t expiry, int64_t now)
-{
-    char name[16], e[MG_ADDR_STRLEN];
-
-    nft_set_name(k, name, sizeof(name));
-    nft_elem_text(k, e, sizeof(e));
-    sb_add(b,
-           "add element inet " TAP_NFT_TABLE " %s { %s }\n"
-           "delete element inet " TAP_NFT_TABLE " %s { %s }\n",
-           name, e, name, e);
-    if (expiry != MG_EXPIRY_NEVER && expiry - now <= TAP_NFT_TIMEOUT_MAX) {
-        sb_add(b, "add element inet " TAP_NFT_TABLE " %s { %s timeout %llds }\n", name, e,
-               (long long)(expiry - now < 1 ? 1 : expiry - now));
-    }
-    else {
-        sb_add(b, "add element inet " TAP_NFT_TABLE " %s { %s }\n", name, e);
-    }
-}
-
+/* Gone from its set whether it was there or not: add, then delete (the
+ * add makes the delete safe). */
 static void nft_unban(sbuf_t *b, const mg_addr_t *k)
 {
     char name[16], e[MG_ADDR_STRLEN];
@@ -330,6 +310,24 @@ static void nft_unban(sbuf_t *b, const mg_addr_t *k)
            "add element inet " TAP_NFT_TABLE " %s { %s }\n"
            "delete element inet " TAP_NFT_TABLE " %s { %s }\n",
            name, e, name, e);
+}
+
+/* A ban whatever the set held before: out of the set, then in again with
+ * the new timeout (a plain add would not change it on older kernels). */
+static void nft_ban(sbuf_t *b, const mg_addr_t *k, int64_t expiry, int64_t now)
+{
+    char name[16], e[MG_ADDR_STRLEN];
+
+    nft_unban(b, k);
+    nft_set_name(k, name, sizeof(name));
+    nft_elem_text(k, e, sizeof(e));
+    if (expiry != MG_EXPIRY_NEVER && expiry - now <= TAP_NFT_TIMEOUT_MAX) {
+        sb_add(b, "add element inet " TAP_NFT_TABLE " %s { %s timeout %llds }\n", name, e,
+               (long long)(expiry - now < 1 ? 1 : expiry - now));
+    }
+    else {
+        sb_add(b, "add element inet " TAP_NFT_TABLE " %s { %s }\n", name, e);
+    }
 }
 
 /* The table from scratch: chain and the host sets. */
