@@ -22,7 +22,7 @@ import time
 import pytest
 
 from support.dovecot import Dovecot, have_dovecot
-from support.httpd import Httpd, have_module
+from support.httpd import SANITIZER_PRELOAD, Httpd, have_module
 from support.mailguard import bans
 from support.redis import RedisServer
 from support.webmail import Browser, PhpFpm, RoundcubeSite, have_php_fpm, have_roundcube
@@ -68,11 +68,15 @@ class Stack:
         site = RoundcubeSite(self.dovecot.port, plugin=plugin)
         self.sites.append(site)
         kw = {}
-        if fpm:
+        # Under make asan-test httpd runs with the ASan runtime preloaded,
+        # and mod_php cannot load the extensions Roundcube needs beside it
+        # (PHP dlopens them with RTLD_DEEPBIND, which the runtime refuses):
+        # PHP then runs in php-fpm, outside the instrumented process.
+        if fpm or SANITIZER_PRELOAD:
             if self.fpm is None:
                 self.fpm = PhpFpm().start()
             kw["fpm"] = self.fpm
-        srv = Httpd(mpm="prefork", php=not fpm, redis=self.redis.url,
+        srv = Httpd(mpm="prefork", php="fpm" not in kw, redis=self.redis.url,
                     vhost_conf=GUARD + site.vhost_conf(), name=name, allow=ALLOW,
                     php_admin=False, **kw)
         self.servers.append(srv)
