@@ -175,7 +175,7 @@ def bench_ingest(tmp, redis, log):
     conf = os.path.join(tmp, "ingest.conf")
     write_conf(conf, redis, state,
                {"dbmail-imap": ("dbmail-imap", [tlog]), "dbmail-pop3": ("dbmail-pop3", [tlog])},
-               maxretry=1000000)
+               maxretry=100000)
     out = subprocess.run([TAP, "test", log, "dbmail"], capture_output=True, text=True).stdout
     expected = int(re.search(r"Lines:\s+\d+ read, (\d+) matched", out).group(1))
     # Sentinels after the last line, one per jail, at the highest address
@@ -257,7 +257,7 @@ def bench_rss(tmp, redis):
     conf = os.path.join(tmp, "rss.conf")
     write_conf(conf, redis, os.path.join(tmp, "rss.state"),
                {"dbmail-imap": ("dbmail-imap", logs), "dbmail-pop3": ("dbmail-pop3", logs)},
-               maxretry=1000000)
+               maxretry=100000)
     p = start_tap(conf, os.path.join(tmp, "rss.err"))
     rng = random.Random(7)
     for _ in range(20):
@@ -279,7 +279,7 @@ backend = {backend}
 banaction =
 action =
 ignoreip = 127.0.0.1/8 ::1
-maxretry = 1000000
+maxretry = 100000
 # the generated lines are dated early in November: a window that reaches
 # back that far, or Fail2Ban drops them as too old
 findtime = 400d
