@@ -53,19 +53,26 @@ static struct {
     int size;
 } mg_pool;
 
+/* Runs when the child's pool goes.  Under prefork that can be inside
+ * the SIGTERM handler (just_die), on top of a request that is half-way
+ * through a Redis call: a store still checked out is left to the exit
+ * rather than freed under its user's feet (its buffers may be the very
+ * ones malloc was working on), and no lock is taken (its holder may be
+ * the interrupted code).  The pool is closed first so nothing checks a
+ * store out of it again. */
 static apr_status_t mg_pool_cleanup(void *data)
 {
-    int i;
+    int i, n = mg_pool.size;
 
     (void)data;
-    for (i = 0; i < mg_pool.size; i++) {
-        if (mg_pool.slots[i].st != NULL) {
+    mg_pool.lock = NULL;
+    mg_pool.size = 0;
+    for (i = 0; i < n; i++) {
+        if (mg_pool.slots[i].st != NULL && !mg_pool.slots[i].busy) {
             mg_store_free(mg_pool.slots[i].st);
             mg_pool.slots[i].st = NULL;
         }
     }
-    mg_pool.size = 0;
-    mg_pool.lock = NULL;
     return APR_SUCCESS;
 }
 
@@ -201,7 +208,9 @@ void mg_redis_checkin(server_rec *s, mg_store_t *st, int rc)
          * NOAUTH, WRONGPASS): no point in the next call trying */
         mg_breaker_report(s, 0, mg_store_error(st));
     }
-    apr_thread_mutex_lock(mg_pool.lock);
+    if (mg_pool.lock == NULL || apr_thread_mutex_lock(mg_pool.lock) != APR_SUCCESS) {
+        return; /* the pool is closed: the exit takes the store */
+    }
     for (i = 0; i < mg_pool.size; i++) {
         if (mg_pool.slots[i].st == st) {
             mg_pool.slots[i].busy = 0;
