@@ -7,44 +7,14 @@ stopped by PID) through its support/ package.
 import os
 import sys
 
-import pytest
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
-from support.redis import RedisServer  # noqa: E402
+from support.fixtures import BUILD, ROOT, build_dir, redis_factory, redis_server  # noqa: E402,F401
 
-ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
-BUILD = os.environ.get("MG_BUILD", os.path.join(ROOT, "build"))
 SHORT = os.environ.get("MG_DRILL_SHORT") == "1"
 
 
 def scaled(full, short):
     """A drill's length: the full figure, or the short one in CI."""
     return short if SHORT else full
-
-
-@pytest.fixture
-def build_dir():
-    return BUILD
-
-
-@pytest.fixture
-def redis_server(tmp_path):
-    srv = RedisServer(tmp_path).start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def redis_factory(tmp_path):
-    servers = []
-
-    def make(**kw):
-        srv = RedisServer(tmp_path, **kw).start()
-        servers.append(srv)
-        return srv
-
-    yield make
-    for srv in servers:
-        srv.stop()

@@ -14,18 +14,15 @@ per-user rate limit could carry over.  Every failed login is followed by a
 right-password IMAP login from 127.0.0.1, which clears Dovecot's per-address
 auth penalty (see support/dovecot.py).
 """
-import os
-import shutil
-import tempfile
 import time
 
 import pytest
 
-from support.dovecot import Dovecot, have_dovecot
+from support.dovecot import have_dovecot
 from support.httpd import SANITIZER_PRELOAD, Httpd, have_module
 from support.mailguard import bans
-from support.redis import RedisServer
 from support.webmail import Browser, PhpFpm, RoundcubeSite, have_php_fpm, have_roundcube
+from support.webstack import WebmailStack, dovecot_running, stack_fixture
 
 pytestmark = [
     pytest.mark.skipif(not have_module(), reason="mod_mailguard.so not built"),
@@ -53,20 +50,15 @@ SETTLE = 0.3
 ALLOW = [r"PHP Deprecated", r"AH01071: Got error 'PHP Deprecated"]
 
 
-class Stack:
+class Stack(WebmailStack):
     """Dovecot + Redis + the Apache servers of this file."""
 
     def __init__(self):
-        self.dovecot = Dovecot().start()
-        self.redis_dir = tempfile.mkdtemp(prefix="mg-rc-redis-")
-        self.redis = RedisServer(self.redis_dir).start()
-        self.sites = []
-        self.servers = []
+        super().__init__("mg-rc-redis-")
         self.fpm = None
 
     def server(self, name, plugin=True, fpm=False):
         site = RoundcubeSite(self.dovecot.port, plugin=plugin)
-        self.sites.append(site)
         kw = {}
         # Under make asan-test httpd runs with the ASan runtime preloaded,
         # and mod_php cannot load the extensions Roundcube needs beside it
@@ -75,43 +67,17 @@ class Stack:
         if fpm or SANITIZER_PRELOAD:
             if self.fpm is None:
                 self.fpm = PhpFpm().start()
+                self.extras.append(self.fpm)
             kw["fpm"] = self.fpm
-        srv = Httpd(mpm="prefork", php="fpm" not in kw, redis=self.redis.url,
-                    vhost_conf=GUARD + site.vhost_conf(), name=name, allow=ALLOW,
-                    php_admin=False, **kw)
-        self.servers.append(srv)
-        srv.start()
-        srv.site = site
-        return srv
-
-    def close(self):
-        bad = []
-        for srv in self.servers:
-            srv.stop(check=False)
-            bad += srv.unexpected_errors()
-        if self.fpm is not None:
-            self.fpm.stop()
-        self.dovecot.stop()
-        self.redis.stop()
-        if not bad and not os.environ.get("MG_KEEP"):
-            for x in self.servers + self.sites + [self.dovecot] + (
-                    [self.fpm] if self.fpm else []):
-                x.cleanup()
-            shutil.rmtree(self.redis_dir, ignore_errors=True)
-        return bad
+        return self.started(Httpd(mpm="prefork", php="fpm" not in kw, redis=self.redis.url,
+                                  vhost_conf=GUARD + site.vhost_conf(), name=name,
+                                  allow=ALLOW, php_admin=False, **kw), site)
 
 
 @pytest.fixture(scope="module")
 def stack():
-    st = Stack()
-    try:
-        st.plugin = st.server("rc-plugin", plugin=True)
-        st.plain = st.server("rc-plain", plugin=False)
-        yield st
-    finally:
-        bad = st.close()
-        if bad:
-            pytest.fail("unexpected error-log lines:\n" + "\n".join(bad[:20]), pytrace=False)
+    yield from stack_fixture(Stack, [("plugin", "rc-plugin", True),
+                                     ("plain", "rc-plain", False)])
 
 
 @pytest.fixture(scope="module")
@@ -123,15 +89,7 @@ def fpm_server(stack):
 
 @pytest.fixture
 def dovecot_up(stack):
-    """Dovecot runs and its per-address penalty is cleared, before and
-    after the test (a test may stop it)."""
-    if stack.dovecot.proc is None:
-        stack.dovecot.start()
-    stack.dovecot.reset_penalty()
-    yield stack.dovecot
-    if stack.dovecot.proc is None:
-        stack.dovecot.start()
-    stack.dovecot.reset_penalty()
+    yield from dovecot_running(stack)
 
 
 def counters(srv):

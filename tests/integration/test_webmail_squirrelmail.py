@@ -10,18 +10,15 @@ moves out of it: IMAP unreachable answers 503, no user name 400.
 One Dovecot, one Redis and two Apache servers are shared by the tests of
 this file; each test uses its own client addresses.
 """
-import os
-import shutil
-import tempfile
 import time
 
 import pytest
 
-from support.dovecot import Dovecot, have_dovecot
+from support.dovecot import have_dovecot
 from support.httpd import Httpd, have_module
 from support.mailguard import bans
-from support.redis import RedisServer
 from support.webmail import Browser, SquirrelMailSite, have_squirrelmail
+from support.webstack import WebmailStack, dovecot_running, stack_fixture
 
 pytestmark = [
     pytest.mark.skipif(not have_module(), reason="mod_mailguard.so not built"),
@@ -47,59 +44,26 @@ SETTLE = 0.3
 ALLOW = [r"PHP Deprecated", r"PHP Warning"]
 
 
-class Stack:
+class Stack(WebmailStack):
     def __init__(self):
-        self.dovecot = Dovecot().start()
-        self.redis_dir = tempfile.mkdtemp(prefix="mg-sqm-redis-")
-        self.redis = RedisServer(self.redis_dir).start()
-        self.sites = []
-        self.servers = []
+        super().__init__("mg-sqm-redis-")
 
     def server(self, name, plugin):
         site = SquirrelMailSite(self.dovecot.port, plugin=plugin)
-        self.sites.append(site)
-        srv = Httpd(mpm="prefork", php=True, redis=self.redis.url, php_admin=False,
-                    vhost_conf=GUARD + site.vhost_conf(), name=name, allow=ALLOW)
-        self.servers.append(srv)
-        srv.start()
-        return srv
-
-    def close(self):
-        bad = []
-        for srv in self.servers:
-            srv.stop(check=False)
-            bad += srv.unexpected_errors()
-        self.dovecot.stop()
-        self.redis.stop()
-        if not bad and not os.environ.get("MG_KEEP"):
-            for x in self.servers + self.sites + [self.dovecot]:
-                x.cleanup()
-            shutil.rmtree(self.redis_dir, ignore_errors=True)
-        return bad
+        return self.started(Httpd(mpm="prefork", php=True, redis=self.redis.url,
+                                  php_admin=False, vhost_conf=GUARD + site.vhost_conf(),
+                                  name=name, allow=ALLOW), site)
 
 
 @pytest.fixture(scope="module")
 def stack():
-    st = Stack()
-    try:
-        st.plugin = st.server("sqm-plugin", plugin=True)
-        st.plain = st.server("sqm-plain", plugin=False)
-        yield st
-    finally:
-        bad = st.close()
-        if bad:
-            pytest.fail("unexpected error-log lines:\n" + "\n".join(bad[:20]), pytrace=False)
+    yield from stack_fixture(Stack, [("plugin", "sqm-plugin", True),
+                                     ("plain", "sqm-plain", False)])
 
 
 @pytest.fixture
 def dovecot_up(stack):
-    if stack.dovecot.proc is None:
-        stack.dovecot.start()
-    stack.dovecot.reset_penalty()
-    yield stack.dovecot
-    if stack.dovecot.proc is None:
-        stack.dovecot.start()
-    stack.dovecot.reset_penalty()
+    yield from dovecot_running(stack)
 
 
 def seen(srv):
