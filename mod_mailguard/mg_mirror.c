@@ -279,16 +279,23 @@ static void mg_mirror_counted(mg_mirror_t *m, const mg_pending_failure_t *f,
     char addr[MG_ADDR_STRLEN], until[32];
 
     if (res->duplicate) {
+        /* Counted by a call whose answer was lost (it timed out but ran):
+         * if that call made the live ban, this is the first word of it
+         * here, so it is logged and mirrored now. */
         mg_stat_inc(&stats->fail_duplicate);
-        return;
+        if (!res->banned || res->expiry <= apr_time_sec(apr_time_now())) {
+            return;
+        }
     }
-    mg_stat_inc(&stats->fail_redis);
-    if (mg_shm_lock(m->s) == APR_SUCCESS) {
-        mg_fqueue_push(mg_shm_recent(), f);
-        mg_shm_unlock(m->s);
-    }
-    if (!res->banned) {
-        return;
+    else {
+        mg_stat_inc(&stats->fail_redis);
+        if (mg_shm_lock(m->s) == APR_SUCCESS) {
+            mg_fqueue_push(mg_shm_recent(), f);
+            mg_shm_unlock(m->s);
+        }
+        if (!res->banned) {
+            return;
+        }
     }
     mg_shm_put_ban(m->s, &f->key, res->expiry);
     mg_stat_inc(&stats->bans_made);

@@ -293,11 +293,16 @@ static void mg_record_failure(request_rec *r, const mg_dir_conf_t *d)
         return;
     }
     if (res.duplicate) {
+        /* the first try ran after all; a ban it made is reported below */
         mg_stat_inc(&stats->fail_duplicate);
-        return;
+        if (!res.banned) {
+            return;
+        }
     }
-    mg_stat_inc(&stats->fail_redis);
-    mg_remember(r, &key, &pol, jail, now, id);
+    else {
+        mg_stat_inc(&stats->fail_redis);
+        mg_remember(r, &key, &pol, jail, now, id);
+    }
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "MG0053: failed login %u of %u (jail %s)",
                   res.count, pol.maxretry, jail);
     if (res.banned) {

@@ -49,7 +49,9 @@ typedef struct mg_record_result {
     int64_t expiry; /* ban expiry (Unix seconds, MG_EXPIRY_NEVER) when banned */
     unsigned bans;  /* history: bans of this address including this one */
     int duplicate;  /* 1: this failure (its identity) was counted before:
-                           not counted again, no ban */
+                           not counted again; banned only when it was the
+                           failure that made the live ban (its first answer
+                           was lost) */
 } mg_record_result_t;
 
 /* The documented defaults: 10 failures / 10m -> 1h, no increment, factor 2, max 1w. */

@@ -117,7 +117,8 @@ int mg_store_ping(mg_store_t *st);
 
 /* The record_failure script; now in milliseconds.  res->bans is filled
  * when this failure banned (0 otherwise); res->duplicate when id was
- * counted before (nothing changes then).  Reaching maxretry while the
+ * counted before (nothing changes then; res->banned, expiry and bans then
+ * report the live ban this very failure made, if it made one).  Reaching maxretry while the
  * address already holds a live ban makes no new ban and no history entry
  * (those failures were in flight when the ban was made); the window is
  * cleared all the same.  The jail name must be 1-47 printable characters

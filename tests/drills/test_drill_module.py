@@ -116,9 +116,14 @@ def attackers(srv, addrs, rate=20.0, per=5, stop=None, fault=None):
 def assert_banned_at_exactly(srv, redis, addrs, n=5):
     assert wait_for(lambda: set(addrs) <= set(bans(redis)), within=20), \
         sorted(set(addrs) - set(bans(redis)))[:10]
+    def made(a, lines):
+        return re.findall(r"MG0050: Ban %s \(jail webmail, (\d+) failures" % re.escape(a), lines)
+
+    # Redis shows a ban a moment before the server that made it logs it
+    wait_for(lambda: all(made(a, srv.errlog_text()) for a in addrs), within=5)
     lines = srv.errlog_text()
     for a in addrs:
-        got = re.findall(r"MG0050: Ban %s \(jail webmail, (\d+) failures" % re.escape(a), lines)
+        got = made(a, lines)
         assert got == [str(n)], (a, got)
         assert redis.cmd("HGET", "mailguard:history:%s" % a, "count") == "1", a
 

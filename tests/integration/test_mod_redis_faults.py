@@ -181,3 +181,33 @@ def test_a_slow_redis_is_not_an_outage(redis_server, httpd_factory):
     assert f["RedisState"] == "up" and int(f["FailuresQueued"]) == 1
     fail(srv, me, 3)
     banned_at_exactly_five(srv, redis_server, me)
+
+
+def test_the_ban_made_by_a_call_that_timed_out_is_logged_once(redis_server, httpd_factory):
+    """The fifth failure's call times out behind someone else's 300 ms
+    script but runs once Redis is free, so the ban is made then, and its
+    answer is lost.  The queued failure, sent again, comes back as a
+    duplicate that made the live ban: the server logs that ban (once, with
+    its five failures) and counts it, as if the answer had arrived."""
+    srv = httpd_factory(redis=redis_server.url, vhost_conf=VHOST, name="slowban",
+                        allow=REDIS_LINES)
+    me = "127.0.9.6"
+    fail(srv, me, 4)
+    not_banned_yet(srv, redis_server, me)
+    before = int(fields(srv)["BansMade"])
+    busy = threading.Thread(target=redis_server.cmd, args=(
+        "EVAL", "local t = redis.call('TIME') local s = t[1] * 1000000 + t[2] "
+        "repeat local u = redis.call('TIME') until u[1] * 1000000 + u[2] - s > 300000 "
+        "return 1", 0))
+    busy.start()
+    time.sleep(0.05)
+    fail(srv, me, 1)
+    busy.join()
+    banned_at_exactly_five(srv, redis_server, me)
+    assert wait_for(lambda: int(fields(srv)["FailuresDuplicate"]) == 1, within=10), fields(srv)
+    f = fields(srv)
+    assert int(f["BansMade"]) == before + 1, f
+    assert int(f["FailuresQueued"]) == 1 and int(f["QueuedFailures"]) == 0, f
+    # the line came from the sync process (no client), not the request
+    line = [l for l in srv.errlog_lines() if "MG0050: Ban %s " % me in l][0]
+    assert "[client " not in line, line

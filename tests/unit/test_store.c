@@ -813,12 +813,39 @@ START_TEST(test_a_failure_sent_twice_counts_once)
      * the first of a new window */
     ck_assert_int_eq(mg_store_record_failure(st, "w", &a, t, "srv1-8", &p, &res), 0);
     ck_assert_int_eq(res.duplicate, 1);
+    ck_assert_int_eq(res.banned, 0); /* it did not make the ban */
     ck_assert_int_eq(mg_test_redis_int(&srv, "EXISTS", "mailguard:fail:w:192.0.2.120", NULL),
                      0);
     /* the identity is forgotten with the window it could count in */
     ck_assert_int_gt(mg_test_redis_int(&srv, "PTTL", "mailguard:seen:w:192.0.2.120", NULL), 0);
     ck_assert_int_le(mg_test_redis_int(&srv, "PTTL", "mailguard:seen:w:192.0.2.120", NULL),
                      600000);
+    /* the failure that made a ban, sent again because its answer was
+     * lost: a duplicate that reports the ban it made, exactly as made */
+    {
+        mg_addr_t b = addr("192.0.2.122");
+        mg_record_result_t first;
+
+        ck_assert_int_eq(mg_store_record_failure(st, "w", &b, t, "b1", &p, &res), 0);
+        ck_assert_int_eq(mg_store_record_failure(st, "w", &b, t + 1, "b2", &p, &res), 0);
+        ck_assert_int_eq(mg_store_record_failure(st, "w", &b, t + 2, "b3", &p, &first), 0);
+        ck_assert_int_eq(first.banned, 1);
+        ck_assert_int_eq(mg_store_record_failure(st, "w", &b, t + 2, "b3", &p, &res), 0);
+        ck_assert_int_eq(res.duplicate, 1);
+        ck_assert_int_eq(res.banned, 1);
+        ck_assert_int_eq(res.expiry, first.expiry);
+        ck_assert_uint_eq(res.bans, first.bans);
+        ck_assert_uint_eq(res.count, 3);
+        ck_assert_int_eq(mg_store_record_failure(st, "w", &b, t + 1, "b2", &p, &res), 0);
+        ck_assert_int_eq(res.duplicate, 1);
+        ck_assert_int_eq(res.banned, 0);
+        /* once the ban is lifted there is nothing to report */
+        ck_assert_int_eq(mg_test_redis_int(&srv, "ZREM", "mailguard:bans", "192.0.2.122", NULL),
+                         1);
+        ck_assert_int_eq(mg_store_record_failure(st, "w", &b, t + 2, "b3", &p, &res), 0);
+        ck_assert_int_eq(res.duplicate, 1);
+        ck_assert_int_eq(res.banned, 0);
+    }
     /* identities a caller could not mean */
     ck_assert_int_eq(mg_store_record_failure(st, "w", &a, t, "two words", &p, &res), -1);
     ck_assert_ptr_nonnull(strstr(mg_store_error(st), "identity"));
@@ -868,11 +895,18 @@ START_TEST(test_a_batch_sent_again_counts_nothing_twice)
      * after kill -9): every one a duplicate, no window or ban moves */
     ck_assert_int_eq(mg_store_record_failures(st, "imap", &p, N, keys, now, ids, again, &done),
                      0);
+    bans = 0;
     for (int i = 0; i < N; i++) {
         dups += again[i].duplicate;
-        ck_assert_int_eq(again[i].banned, 0);
+        /* only the failures that made a ban report it, as made */
+        ck_assert_int_eq(again[i].banned, res[i].banned);
+        if (res[i].banned) {
+            ck_assert_int_eq(again[i].expiry, res[i].expiry);
+            bans++;
+        }
     }
     ck_assert_uint_eq(dups, N);
+    ck_assert_uint_eq(bans, 50);
     ck_assert_int_eq(mg_test_redis_int(&srv, "ZCARD", "mailguard:bans", NULL), 50);
     mg_store_free(st);
 }

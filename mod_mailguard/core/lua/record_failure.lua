@@ -28,10 +28,11 @@
 --     failures were in flight when it was made), which keeps concurrent
 --     bursts from escalating the history.
 --   * A ban only ever raises the score in P.."bans" (+inf stays), the
---     history P.."history:"..addr {count, last} is kept for
+--     history P.."history:"..addr {count, last, by} is kept for
 --     max(30 days, 2 * maxtime) after the last ban, far beyond the ban
---     itself, and "ban <addr> <expiry> <jail>" is published on P.."events"
---     and appended to the change log (include/changelog.lua).
+--     itself (by: the identity of the failure that made the last ban),
+--     and "ban <addr> <expiry> <jail>" is published on P.."events" and
+--     appended to the change log (include/changelog.lua).
 -- A lone failure is pruned, added, counted and expired in place (four
 -- commands).  A group of k > 1 failures of one address reads its window
 -- once, applies them in order here and writes back only the change, so it
@@ -42,6 +43,10 @@
 -- Returns a flat array, per failure in ARGV order: count, expiry ("0" when
 -- no ban), bans in the history including this one (0 when no ban), and 1
 -- when the failure was a duplicate (already counted: see duplicates()).
+-- A duplicate reports expiry "0" and no bans, unless it is the very
+-- failure that made the address's live ban: then that ban's expiry and
+-- history count, so a caller whose first call timed out but ran learns of
+-- the ban it made (count is then maxretry, the count that made it).
 -- #include changelog.lua
 local function int(x)
     return string.format('%.0f', x)
@@ -65,8 +70,9 @@ local findtxt = int(findms)
 local keep = 30 * 86400
 if 2 * maxtime > keep then keep = 2 * maxtime end
 
--- Ban addr at now (ms) unless it holds a live ban: expiry text, bans.
-local function ban(addr, now)
+-- Ban addr at now (ms) for failure id unless it holds a live ban: expiry
+-- text, bans.
+local function ban(addr, now, id)
     local nows = math.floor(now / 1000)
     local cur = call('ZSCORE', bans, addr)
     if cur and (cur == 'inf' or tonumber(cur) > nows) then
@@ -87,7 +93,12 @@ local function ban(addr, now)
         call('INCR', prefix .. 'card')
     end
     local hcount = call('HINCRBY', h, 'count', 1)
-    call('HSET', h, 'last', int(nows))
+    if id ~= '' then
+        call('HSET', h, 'last', int(nows), 'by', id)
+    else
+        call('HSET', h, 'last', int(nows))
+        call('HDEL', h, 'by')
+    end
     call('EXPIRE', h, keep)
     announce(prefix, 'ban ' .. addr .. ' ' .. score .. ' ' .. jail)
     return score, hcount
@@ -116,7 +127,7 @@ local function result(count, expiry, hcount, dup)
 end
 
 -- One failure: prune, add, count and expire in place.
-local function one(addr, w, nowtxt, cuttxt)
+local function one(addr, w, nowtxt, cuttxt, id)
     call('ZREMRANGEBYSCORE', w, '-inf', cuttxt)
     if call('ZADD', w, nowtxt, nowtxt) == 0 then
         local same = call('ZCOUNT', w, nowtxt, nowtxt)
@@ -126,17 +137,17 @@ local function one(addr, w, nowtxt, cuttxt)
     local expiry, hcount = '0', 0
     if count >= maxretry then
         call('DEL', w)
-        expiry, hcount = ban(addr, tonumber(nowtxt))
+        expiry, hcount = ban(addr, tonumber(nowtxt), id)
     else
         call('PEXPIRE', w, findtxt)
     end
     result(count, expiry, hcount, 0)
 end
 
--- k failures of one address (times[1..k], cutoffs[1..k]): the window is
+-- k failures of one address (times, cutoffs, ids [1..k]): the window is
 -- read whole, the failures applied here in order exactly as one() would
 -- apply them, and only the change is written back.
-local function group(addr, w, times, cuts, k)
+local function group(addr, w, times, cuts, ids, k)
     local cur = call('ZRANGE', w, 0, -1, 'WITHSCORES')
     local mem, sc, st, new = {}, {}, {}, {}
     local m = 0
@@ -171,7 +182,7 @@ local function group(addr, w, times, cuts, k)
         if count >= maxretry then
             mem, sc, st, new, m = {}, {}, {}, {}, 0
             cleared = true
-            expiry, hcount = ban(addr, now)
+            expiry, hcount = ban(addr, now, ids[j])
         end
         result(count, expiry, hcount, 0)
     end
@@ -233,6 +244,20 @@ local function duplicates(s, ids, times, k)
     return dup, #ask
 end
 
+-- A duplicate's ban: when failure id made addr's live ban, its expiry
+-- text and history count; else '0', 0.
+local function made(addr, id, now)
+    local h = hprefix .. addr
+    if call('HGET', h, 'by') ~= id then
+        return '0', 0
+    end
+    local cur = tonumber(call('ZSCORE', bans, addr) or '0') or 0
+    if cur <= math.floor(now / 1000) or cur == math.huge then
+        return '0', 0
+    end
+    return int(cur), tonumber(call('HGET', h, 'count') or '0') or 0
+end
+
 local sprefix = prefix .. 'seen:' .. jail .. ':'
 local i = 9
 while i <= nargs do
@@ -248,26 +273,27 @@ while i <= nargs do
     if next(dup) == nil then
         -- the usual case: nothing seen before
         if k == 1 then
-            one(addr, w, times[1], cuts[1])
+            one(addr, w, times[1], cuts[1], ids[1])
         else
-            group(addr, w, times, cuts, k)
+            group(addr, w, times, cuts, ids, k)
         end
     else
         -- the failures that are not duplicates, in order
-        local t2, c2, at = {}, {}, {}
+        local t2, c2, i2, at = {}, {}, {}, {}
         for j = 1, k do
             if not dup[j] then
-                t2[#t2 + 1], c2[#c2 + 1], at[#at + 1] = times[j], cuts[j], j
+                t2[#t2 + 1], c2[#c2 + 1], i2[#i2 + 1], at[#at + 1] = times[j], cuts[j], ids[j], j
             end
         end
         local first = n
         if #t2 == 1 then
-            one(addr, w, t2[1], c2[1])
+            one(addr, w, t2[1], c2[1], i2[1])
         elseif #t2 > 1 then
-            group(addr, w, t2, c2, #t2)
+            group(addr, w, t2, c2, i2, #t2)
         end
         -- spread the results back to every failure of the group, a
-        -- duplicate reporting the window as it stands, no ban
+        -- duplicate reporting the window as it stands and no ban, unless
+        -- it made the live one
         local got = {}
         for x = 1, #at do
             got[at[x]] = { out[first + 4 * x - 3], out[first + 4 * x - 2],
@@ -280,7 +306,13 @@ while i <= nargs do
                 last = got[j]
                 result(got[j][1], got[j][2], got[j][3], 0)
             else
-                result(last and last[1] or call('ZCARD', w), '0', 0, 1)
+                local expiry, hcount = made(addr, ids[j], tonumber(times[j]))
+                if hcount > 0 then
+                    -- the window it completed was cleared by the ban
+                    result(maxretry, expiry, hcount, 1)
+                else
+                    result(last and last[1] or call('ZCARD', w), expiry, hcount, 1)
+                end
             end
         end
         for x = n + 1, #out do out[x] = nil end
