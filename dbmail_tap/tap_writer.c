@@ -87,6 +87,11 @@ struct tap_writer {
     uint8_t *sent_prev;
     uint64_t sent_base;
     size_t sent_len, sent_cap;
+    /* Rows before this queue sequence number were in a call that failed:
+     * one that comes back a duplicate that made a ban made it in a call
+     * whose answer was lost, so that ban is logged now.  (A line read
+     * again after a restart is a new row and logged its ban before.) */
+    uint64_t retry_end;
     int down;    /* MG0620 said, MG0622 not yet */
     int backoff; /* ms before the next try after a failure */
     /* For other threads (the metrics file): added once per store call
@@ -251,7 +256,7 @@ static void log_ban(const tap_jail_t *j, const mg_addr_t *key, const mg_record_r
  * call per few failures.  *dups: the rows Redis had counted before (their
  * line read again after a restart, or a call that timed out but ran).  0,
  * or -1 when a call failed (what it stored is marked all the same). */
-static int round_store(tap_writer_t *w, wbuf_t *b, size_t n, size_t *dups)
+static int round_store(tap_writer_t *w, wbuf_t *b, size_t n, uint64_t seq, size_t *dups)
 {
     *dups = 0;
     for (size_t i = 0; i < n; i++) {
@@ -278,6 +283,10 @@ static int round_store(tap_writer_t *w, wbuf_t *b, size_t n, size_t *dups)
             b->sent[b->idx[m]] = 1;
             if (b->res[m].duplicate) {
                 dup++;
+                if (b->res[m].banned && seq + b->idx[m] < w->retry_end) {
+                    banned++;
+                    log_ban(j, &b->keys[m], &b->res[m]);
+                }
                 continue;
             }
             stored++;
@@ -380,7 +389,10 @@ static void *writer_main(void *arg)
         }
         n = round_take(w, &b, n, &seq);
         t0 = tap_mono_ms();
-        failed = round_store(w, &b, n, &dups) != 0;
+        failed = round_store(w, &b, n, seq, &dups) != 0;
+        if (failed && seq + n > w->retry_end) {
+            w->retry_end = seq + n;
+        }
         stored = round_settle(w, &b, n, seq);
         wbuf_put(&b);
         tap_debug("MG0625: round of %zu failures: %zu stored in %lld ms", n, stored,
