@@ -270,6 +270,7 @@ LogFormat "%a %{{c}}a %>s %m %U%q %D" mg
 CustomLog "{logs}/access.log" mg
 TypesConfig /etc/mime.types
 Timeout 10
+GracefulShutdownTimeout 5
 KeepAlive On
 DocumentRoot "{docroot}"
 DirectoryIndex index.php index.html
@@ -352,11 +353,22 @@ RemoteIPInternalProxy 127.0.0.1
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
-    def stop(self, check=True):
-        """Stop by PID (SIGTERM, then SIGKILL of its process group)."""
+    def stop(self, check=True, sig=None):
+        """Stop by PID, as Debian's apache2.service does: graceful-stop
+        (SIGWINCH) for the event MPM, bounded by GracefulShutdownTimeout,
+        SIGTERM for prefork; SIGKILL of the process group if it hangs.
+
+        Not SIGTERM for the event MPM: its ungraceful stop closes the
+        sockets of connections still in progress from the child's main
+        thread while their workers free them (close_worker_sockets in
+        httpd's event.c), a race in httpd that now and then ends a child
+        with SIGSEGV at exit, whatever the modules loaded.  sig: another
+        signal (apache2 -X knows no graceful stop)."""
         if self.proc is not None:
             if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
+                if sig is None:
+                    sig = signal.SIGWINCH if self.mpm == "event" else signal.SIGTERM
+                self.proc.send_signal(sig)
                 try:
                     self.proc.wait(timeout=10)
                 except subprocess.TimeoutExpired:
