@@ -343,6 +343,12 @@ def test_a_redis_pause_longer_than_the_command_timeout_loses_and_doubles_nothing
     assert [re.search(r"MG06\d\d", l).group(0) for l in lines] == ["MG0620", "MG0622"], lines
     # what Redis ran of the calls that timed out came back as duplicates
     assert 0 <= d.duplicates() <= during
+    # and a ban one of them made is logged from its duplicate: one line
+    # per ban, saying maxretry
+    ban_lines = d.ban_lines()
+    assert set(ban_lines) == set(banned), sorted(set(banned) ^ set(ban_lines))[:10]
+    assert all(n == [MAXRETRY] for n in ban_lines.values()), \
+        {k: n for k, n in ban_lines.items() if n != [MAXRETRY]}
     report("Redis paused %ds" % pause, lines=total, during_pause=during,
            counted=d.counted(), bans=len(banned), duplicates=d.duplicates(),
            outage_line=lines[0].split("MG0620: ")[1],
