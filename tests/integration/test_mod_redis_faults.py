@@ -10,13 +10,12 @@ Redis can take it again, so nothing counts twice and nothing is lost.
 """
 import re
 import signal
-import threading
 import time
 
 import pytest
 
 from support.httpd import httpd_factory, need_module  # noqa: F401  (fixtures)
-from support.mailguard import bans, now, wait_for
+from support.mailguard import bans, busy_redis, now, wait_for
 
 pytestmark = pytest.mark.usefixtures("need_module")
 
@@ -90,7 +89,10 @@ def test_redis_losing_its_data_between_failures_still_bans_at_exactly_maxretry(r
                         allow=REDIS_LINES)
     me = "127.0.9.2"
     fail(srv, me, 3)
-    assert redis_server.cmd("ZCARD", "mailguard:fail:webmail:%s" % me) == 3
+    # recorded after the response (log_transaction): the last one a moment
+    # after its 401
+    assert wait_for(lambda: redis_server.cmd("ZCARD", "mailguard:fail:webmail:%s" % me) == 3,
+                    within=5)
     redis_server.restart()              # no persistence: everything gone
     # the sync job notices (a log shorter than its own), keeps its bans and
     # sends the failures it remembers again
@@ -164,12 +166,7 @@ def test_a_slow_redis_is_not_an_outage(redis_server, httpd_factory):
     me = "127.0.9.5"
     fail(srv, me, 1)
     mark = srv.mark()
-    busy = threading.Thread(target=redis_server.cmd, args=(
-        "EVAL", "local t = redis.call('TIME') local s = t[1] * 1000000 + t[2] "
-        "repeat local u = redis.call('TIME') until u[1] * 1000000 + u[2] - s > 300000 "
-        "return 1", 0))
-    busy.start()
-    time.sleep(0.05)
+    busy = busy_redis(redis_server, 0.3)
     fail(srv, me, 1)
     busy.join()
     assert wait_for(lambda: redis_server.cmd("ZCARD", "mailguard:fail:webmail:%s" % me) == 2,
@@ -178,36 +175,51 @@ def test_a_slow_redis_is_not_an_outage(redis_server, httpd_factory):
     assert redis_server.cmd("ZCARD", "mailguard:fail:webmail:%s" % me) == 2
     assert not module_lines(srv, mark, "MG0032")
     f = fields(srv)
-    assert f["RedisState"] == "up" and int(f["FailuresQueued"]) == 1
+    # at least the one behind the script (a first call of a new child can
+    # be slow as well on a busy machine: queued, it comes back a duplicate)
+    assert f["RedisState"] == "up" and int(f["FailuresQueued"]) >= 1, f
     fail(srv, me, 3)
     banned_at_exactly_five(srv, redis_server, me)
 
 
 def test_the_ban_made_by_a_call_that_timed_out_is_logged_once(redis_server, httpd_factory):
-    """The fifth failure's call times out behind someone else's 300 ms
-    script but runs once Redis is free, so the ban is made then, and its
-    answer is lost.  The queued failure, sent again, comes back as a
-    duplicate that made the live ban: the server logs that ban (once, with
-    its five failures) and counts it, as if the answer had arrived."""
+    """The fifth failure's call times out (Redis is stopped for a moment)
+    but runs once Redis goes on, so the ban is made then, and its answer is
+    lost.  The queued failure, sent again, comes back as a duplicate that
+    made the live ban: the server logs that ban (once, with its five
+    failures) and counts it, as if the answer had arrived.
+
+    Which child takes the fifth request is httpd's choice: one without a
+    connection yet times out before the script is even sent, and the
+    resend then makes the ban itself.  Either way the ban is logged once;
+    the attempts go on with a new address until the script did go out."""
     srv = httpd_factory(redis=redis_server.url, vhost_conf=VHOST, name="slowban",
                         allow=REDIS_LINES)
-    me = "127.0.9.6"
-    fail(srv, me, 4)
-    not_banned_yet(srv, redis_server, me)
-    before = int(fields(srv)["BansMade"])
-    busy = threading.Thread(target=redis_server.cmd, args=(
-        "EVAL", "local t = redis.call('TIME') local s = t[1] * 1000000 + t[2] "
-        "repeat local u = redis.call('TIME') until u[1] * 1000000 + u[2] - s > 300000 "
-        "return 1", 0))
-    busy.start()
-    time.sleep(0.05)
-    fail(srv, me, 1)
-    busy.join()
-    banned_at_exactly_five(srv, redis_server, me)
-    assert wait_for(lambda: int(fields(srv)["FailuresDuplicate"]) == 1, within=10), fields(srv)
-    f = fields(srv)
-    assert int(f["BansMade"]) == before + 1, f
-    assert int(f["FailuresQueued"]) == 1 and int(f["QueuedFailures"]) == 0, f
-    # the line came from the sync process (no client), not the request
-    line = [l for l in srv.errlog_lines() if "MG0050: Ban %s " % me in l][0]
-    assert "[client " not in line, line
+    ran_late = 0
+    for i in range(6):
+        me = "127.0.9.%d" % (60 + i)
+        fail(srv, me, 4)
+        not_banned_yet(srv, redis_server, me)
+        f0 = fields(srv)
+        redis_server.proc.send_signal(signal.SIGSTOP)
+        try:
+            fail(srv, me, 1)
+            # the call timed out (100 ms): queued, not counted here
+            assert wait_for(lambda: int(fields(srv)["FailuresQueued"]) ==
+                            int(f0["FailuresQueued"]) + 1, within=2), fields(srv)
+        finally:
+            redis_server.proc.send_signal(signal.SIGCONT)
+        banned_at_exactly_five(srv, redis_server, me)
+        assert wait_for(lambda: int(fields(srv)["QueuedFailures"]) == 0, within=10), fields(srv)
+        f = fields(srv)
+        assert int(f["BansMade"]) == int(f0["BansMade"]) + 1, f
+        assert int(f["FailuresLocal"]) == int(f0["FailuresLocal"]), f
+        # the line came from the sync process (no client), not the request
+        line = [l for l in srv.errlog_lines() if "MG0050: Ban %s " % me in l][0]
+        assert "[client " not in line, line
+        dup = int(f["FailuresDuplicate"]) - int(f0["FailuresDuplicate"])
+        assert dup in (0, 1), f
+        ran_late += dup
+        if ran_late:
+            break
+    assert ran_late, "the fifth failure's script never went out before its timeout"

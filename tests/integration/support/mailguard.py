@@ -10,6 +10,7 @@ built on the store does); a bare ZADD/ZREM is a hand edit.
 import os
 import re
 import socket
+import threading
 import time
 
 LUA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..",
@@ -120,3 +121,27 @@ class Events:
 
     def close(self):
         self.client.close()
+
+
+def _answers_within(redis, seconds):
+    try:
+        with socket.create_connection((redis.host, redis.port), timeout=seconds) as c:
+            c.sendall(b"PING\r\n")
+            return bool(c.recv(64))
+    except socket.timeout:
+        return False
+
+
+def busy_redis(redis, seconds):
+    """Keep redis busy for `seconds` with a script that blocks every other
+    client (a neighbour's long command); returns the started thread once
+    Redis has stopped answering."""
+    t = threading.Thread(target=redis.cmd, args=(
+        "EVAL", "local t = redis.call('TIME') local s = t[1] * 1000000 + t[2] "
+        "repeat local u = redis.call('TIME') until u[1] * 1000000 + u[2] - s > %d "
+        "return 1" % int(seconds * 1000000), 0))
+    t.start()
+    deadline = time.monotonic() + seconds / 2
+    while time.monotonic() < deadline and _answers_within(redis, 0.05):
+        time.sleep(0.002)
+    return t
