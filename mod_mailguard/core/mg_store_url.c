@@ -100,11 +100,64 @@ static int decode_user(const char *s, size_t len, char *out, size_t size, const 
     return 0;
 }
 
+/* A password (of Redis, or with sentinel set of the sentinels): never
+ * empty, decoded into out. */
+static int decode_password(const char *s, size_t len, char *out, size_t size, int sentinel,
+                           const char **why)
+{
+    static const char *const msg[2][3] = {
+        { "empty password", "password too long", "bad percent-escape in the password" },
+        { "empty sentinel password", "sentinel password too long",
+          "bad percent-escape in the sentinel password" },
+    };
+    int rc;
+
+    if (len == 0) {
+        *why = msg[sentinel][0];
+        return -1;
+    }
+    rc = pct_decode(s, len, out, size);
+    if (rc != 0) {
+        *why = msg[sentinel][rc == -2 ? 1 : 2];
+        return -1;
+    }
+    return 0;
+}
+
+/* The next key=value of a query (*q at its '?' or '&'): 1 with the key
+ * and value, 0 at the end, -1 when malformed. */
+static int next_param(const char **q, const char **k, size_t *klen, const char **v,
+                      size_t *vlen, const char **why)
+{
+    const char *amp, *kend, *eq;
+
+    if (*q == NULL) {
+        return 0;
+    }
+    *k = *q + 1;
+    amp = strchr(*k, '&');
+    kend = amp != NULL ? amp : *k + strlen(*k);
+    eq = memchr(*k, '=', (size_t)(kend - *k));
+    if (eq == NULL) {
+        *why = "query parameter without '='";
+        return -1;
+    }
+    *klen = (size_t)(eq - *k);
+    *v = eq + 1;
+    *vlen = (size_t)(kend - eq - 1);
+    *q = amp;
+    return 1;
+}
+
+static int key_is(const char *k, size_t klen, const char *name)
+{
+    return klen == strlen(name) && memcmp(k, name, klen) == 0;
+}
+
 static int parse_userinfo(const char *s, size_t len, mg_store_url_t *out, const char **why)
 {
     const char *colon = memchr(s, ':', len);
     size_t ulen, plen;
-    int rc;
 
     if (colon == NULL) {
         *why = "a user needs a password (user:password@)";
@@ -116,15 +169,9 @@ static int parse_userinfo(const char *s, size_t len, mg_store_url_t *out, const 
         *why = "empty password";
         return -1;
     }
-    rc = decode_user(s, ulen, out->user, sizeof(out->user), why);
-    if (rc != 0)
+    if (decode_user(s, ulen, out->user, sizeof(out->user), why) != 0)
         return -1;
-    rc = pct_decode(colon + 1, plen, out->password, sizeof(out->password));
-    if (rc != 0) {
-        *why = rc == -2 ? "password too long" : "bad percent-escape in the password";
-        return -1;
-    }
-    return 0;
+    return decode_password(colon + 1, plen, out->password, sizeof(out->password), 0, why);
 }
 
 /* host[:port] from s[0..len) (host may be [IPv6]); *port keeps its
@@ -241,47 +288,30 @@ static int parse_tcp(const char *s, mg_store_url_t *out, const char **why)
 /* The query of a redis-sentinel:// URL: the sentinels' own credentials. */
 static int parse_sentinel_query(const char *q, mg_store_url_t *out, const char **why)
 {
-    int seen_user = 0, seen_pw = 0;
+    const char *k, *v;
+    size_t klen, vlen;
+    int seen_user = 0, seen_pw = 0, more;
 
-    while (q != NULL) {
-        const char *k = q + 1, *amp = strchr(k, '&');
-        const char *kend = amp != NULL ? amp : k + strlen(k);
-        const char *eq = memchr(k, '=', (size_t)(kend - k));
-        size_t klen, vlen;
-        int rc;
-
-        if (eq == NULL) {
-            *why = "query parameter without '='";
-            return -1;
-        }
-        klen = (size_t)(eq - k);
-        vlen = (size_t)(kend - eq - 1);
-        if (klen == 13 && memcmp(k, "sentinel_user", 13) == 0 && !seen_user) {
-            if (decode_user(eq + 1, vlen, out->sentinel_user, sizeof(out->sentinel_user), why)
-                != 0)
+    while ((more = next_param(&q, &k, &klen, &v, &vlen, why)) > 0) {
+        if (key_is(k, klen, "sentinel_user") && !seen_user) {
+            if (decode_user(v, vlen, out->sentinel_user, sizeof(out->sentinel_user), why) != 0)
                 return -1;
             seen_user = 1;
         }
-        else if (klen == 17 && memcmp(k, "sentinel_password", 17) == 0 && !seen_pw) {
-            if (vlen == 0) {
-                *why = "empty sentinel password";
+        else if (key_is(k, klen, "sentinel_password") && !seen_pw) {
+            if (decode_password(v, vlen, out->sentinel_password, sizeof(out->sentinel_password),
+                                1, why)
+                != 0)
                 return -1;
-            }
-            rc = pct_decode(eq + 1, vlen, out->sentinel_password,
-                            sizeof(out->sentinel_password));
-            if (rc != 0) {
-                *why = rc == -2 ? "sentinel password too long"
-                                : "bad percent-escape in the sentinel password";
-                return -1;
-            }
             seen_pw = 1;
         }
         else {
             *why = "unknown or repeated query parameter (sentinel_user, sentinel_password)";
             return -1;
         }
-        q = amp;
     }
+    if (more < 0)
+        return -1;
     if (seen_user && !seen_pw) {
         *why = "a sentinel user needs a sentinel password";
         return -1;
@@ -363,7 +393,10 @@ static int parse_unix(const char *s, mg_store_url_t *out, const char **why)
 {
     const char *q = strchr(s, '?');
     size_t plen = q != NULL ? (size_t)(q - s) : strlen(s);
-    int seen_db = 0, seen_user = 0, seen_pw = 0;
+    const char *k, *v;
+    size_t klen, vlen;
+    long num;
+    int seen_db = 0, seen_user = 0, seen_pw = 0, more;
 
     /* "unix:///run/redis.sock" is the same path with an empty authority */
     if (plen >= 3 && s[0] == '/' && s[1] == '/' && s[2] == '/') {
@@ -389,50 +422,32 @@ static int parse_unix(const char *s, mg_store_url_t *out, const char **why)
         return -1;
     }
 
-    while (q != NULL) {
-        const char *k = q + 1, *amp = strchr(k, '&');
-        const char *kend = amp != NULL ? amp : k + strlen(k);
-        const char *eq = memchr(k, '=', (size_t)(kend - k));
-        size_t vlen;
-        long v;
-        int rc;
-
-        if (eq == NULL) {
-            *why = "query parameter without '='";
-            return -1;
-        }
-        vlen = (size_t)(kend - eq - 1);
-        if ((size_t)(eq - k) == 2 && memcmp(k, "db", 2) == 0 && !seen_db) {
-            if (parse_num(eq + 1, vlen, 0, MG_STORE_DB_MAX, &v) != 0) {
+    while ((more = next_param(&q, &k, &klen, &v, &vlen, why)) > 0) {
+        if (key_is(k, klen, "db") && !seen_db) {
+            if (parse_num(v, vlen, 0, MG_STORE_DB_MAX, &num) != 0) {
                 *why = "database must be a number 0-65535";
                 return -1;
             }
-            out->db = (int)v;
+            out->db = (int)num;
             seen_db = 1;
         }
-        else if ((size_t)(eq - k) == 4 && memcmp(k, "user", 4) == 0 && !seen_user) {
-            if (decode_user(eq + 1, vlen, out->user, sizeof(out->user), why) != 0)
+        else if (key_is(k, klen, "user") && !seen_user) {
+            if (decode_user(v, vlen, out->user, sizeof(out->user), why) != 0)
                 return -1;
             seen_user = 1;
         }
-        else if ((size_t)(eq - k) == 8 && memcmp(k, "password", 8) == 0 && !seen_pw) {
-            if (vlen == 0) {
-                *why = "empty password";
+        else if (key_is(k, klen, "password") && !seen_pw) {
+            if (decode_password(v, vlen, out->password, sizeof(out->password), 0, why) != 0)
                 return -1;
-            }
-            rc = pct_decode(eq + 1, vlen, out->password, sizeof(out->password));
-            if (rc != 0) {
-                *why = rc == -2 ? "password too long" : "bad percent-escape in the password";
-                return -1;
-            }
             seen_pw = 1;
         }
         else {
             *why = "unknown or repeated query parameter (db, user, password)";
             return -1;
         }
-        q = amp;
     }
+    if (more < 0)
+        return -1;
     if (seen_user && !seen_pw) {
         *why = "a user needs a password";
         return -1;

@@ -277,12 +277,16 @@ START_TEST(test_sentinel_forms)
     ck_assert_int_eq(parse("redis-sentinel://s1/ma$ter"), -1);
     ck_assert_int_eq(parse("redis-sentinel://s1/main/x"), -1);
     ck_assert_int_eq(parse("redis-sentinel://s1/main?sentinel_password="), -1);
+    ck_assert_str_eq(why, "empty sentinel password");
+    ck_assert_int_eq(parse("redis-sentinel://s1/main?sentinel_user=a&x"), -1);
+    ck_assert_str_eq(why, "query parameter without '='");
     ck_assert_int_eq(parse("redis-sentinel://s1/main?sentinel_user=a"), -1);
     ck_assert_int_eq(parse("redis-sentinel://s1/main?password=x"), -1);
     ck_assert_int_eq(parse("redis-sentinel://a,b,c,d,e,f,g,h,i/main"), -1);
     ck_assert_ptr_nonnull(strstr(why, "8"));
     ck_assert_int_eq(parse("redis-sentinel://:hunter2@s1/main?sentinel_password=%zz"), -1);
     ck_assert_ptr_null(strstr(why, "hunter2"));
+    ck_assert_str_eq(why, "bad percent-escape in the sentinel password");
 }
 END_TEST
 
