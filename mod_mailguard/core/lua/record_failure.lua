@@ -115,6 +115,15 @@ local function batched(cmd, w, list)
     end
 end
 
+-- Add score/member pairs to the sorted set k (a window or its seen
+-- identities), which then lives findtime from now.
+local function add_for_findtime(k, pairs)
+    if #pairs > 0 then
+        batched('ZADD', k, pairs)
+        call('PEXPIRE', k, findtxt)
+    end
+end
+
 local out = {}
 local n = 0
 
@@ -198,10 +207,7 @@ local function group(addr, w, times, cuts, ids, k)
             add[#add + 1] = mem[x]
         end
     end
-    if #add > 0 then
-        batched('ZADD', w, add)
-        call('PEXPIRE', w, findtxt)
-    end
+    add_for_findtime(w, add)
 end
 
 -- Exactly once: the identities of the failures already counted for addr
@@ -237,10 +243,7 @@ local function duplicates(s, ids, times, k)
             add[#add + 1] = id
         end
     end
-    if #add > 0 then
-        batched('ZADD', s, add)
-        call('PEXPIRE', s, findtxt)
-    end
+    add_for_findtime(s, add)
     return dup, #ask
 end
 
